@@ -1,0 +1,60 @@
+// Package errdefs holds kerr's sentinel errors and the exit codes they map to.
+//
+// Code anywhere wraps one of these with %w and its own context; only the CLI edge turns them
+// into an exit status (ExitCode). docs/exit-codes.md is the user-facing copy of the table.
+package errdefs
+
+import "errors"
+
+var (
+	// ErrUsage: bad flags, arguments, transport or reference syntax.
+	ErrUsage = errors.New("usage error")
+	// ErrExists: the output already exists and --force was not given.
+	ErrExists = errors.New("already exists")
+	// ErrNotFound: the image, tag, manifest, platform or local file does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrDenied: the registry refused the credentials (401/403) or a permission check failed.
+	ErrDenied = errors.New("access denied")
+	// ErrUnavailable: the registry could not be reached or answered with a server error.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrInvalidImage: corrupt or truncated data, digest mismatch, not a SIF, no root filesystem.
+	ErrInvalidImage = errors.New("invalid image")
+	// ErrNoSpace: the disk filled up while writing.
+	ErrNoSpace = errors.New("no space left")
+)
+
+// Exit codes; 1 is any failure without a more precise class.
+const (
+	ExitOK           = 0
+	ExitFailure      = 1
+	ExitUsage        = 2
+	ExitExists       = 3
+	ExitNotFound     = 4
+	ExitDenied       = 5
+	ExitUnavailable  = 6
+	ExitInvalidImage = 7
+	ExitNoSpace      = 8
+)
+
+// ExitCode maps an error to kerr's documented exit status.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, ErrUsage):
+		return ExitUsage
+	case errors.Is(err, ErrExists):
+		return ExitExists
+	case errors.Is(err, ErrNotFound):
+		return ExitNotFound
+	case errors.Is(err, ErrDenied):
+		return ExitDenied
+	case errors.Is(err, ErrUnavailable):
+		return ExitUnavailable
+	case errors.Is(err, ErrInvalidImage):
+		return ExitInvalidImage
+	case errors.Is(err, ErrNoSpace):
+		return ExitNoSpace
+	}
+	return ExitFailure
+}
