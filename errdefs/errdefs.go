@@ -4,7 +4,11 @@
 // into an exit status (ExitCode). docs/exit-codes.md is the user-facing copy of the table.
 package errdefs
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
 
 var (
 	// ErrUsage: bad flags, arguments, transport or reference syntax.
@@ -57,4 +61,13 @@ func ExitCode(err error) int {
 		return ExitNoSpace
 	}
 	return ExitFailure
+}
+
+// ClassifyIO marks a write error caused by a full disk or quota with ErrNoSpace, so that the
+// CLI reports it with its own exit code; other errors pass unchanged.
+func ClassifyIO(err error) error {
+	if err != nil && !errors.Is(err, ErrNoSpace) && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		return fmt.Errorf("%w: %w", err, ErrNoSpace)
+	}
+	return err
 }

@@ -1,0 +1,105 @@
+// Package squashfs turns a tar stream into a squashfs image with squashfs-tools-ng's tar2sqfs.
+//
+// tar2sqfs reads the stream once and writes the image directly, so a flattened image never
+// lands on the host disk as files: no ownership, device node or symlink in it can touch the
+// host, and no unpacked copy costs time or space.
+package squashfs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/kerr-hpc/kerr/errdefs"
+)
+
+// DefaultCompressor is gzip, what Singularity and Apptainer use by default, so their mounts
+// and ours need the same kernel support.
+const DefaultCompressor = "gzip"
+
+// Writer feeds a tar stream to tar2sqfs. Close waits for it and reports its error.
+type Writer struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stderr bytes.Buffer
+	out    string
+}
+
+// Create starts tar2sqfs writing a squashfs image to out (which it overwrites).
+func Create(ctx context.Context, out, compressor string) (*Writer, error) {
+	if compressor == "" {
+		compressor = DefaultCompressor
+	}
+	bin, err := exec.LookPath("tar2sqfs")
+	if err != nil {
+		return nil, fmt.Errorf("tar2sqfs not found (install squashfs-tools-ng): %w", err)
+	}
+	w := &Writer{out: out}
+	// -j: compress on every core; -f: out is our own temp file; -q: progress is ours.
+	w.cmd = exec.CommandContext(ctx, bin, "-q", "-f", "-c", compressor,
+		"-j", strconv.Itoa(runtime.NumCPU()), "--defaults", "mode=0755", out)
+	w.cmd.Stderr = &w.stderr
+	w.cmd.Stdout = &w.stderr
+	// Killed with us, never left writing an orphaned image.
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if w.stdin, err = w.cmd.StdinPipe(); err != nil {
+		return nil, fmt.Errorf("start tar2sqfs: %w", err)
+	}
+	if err := w.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start tar2sqfs: %w", err)
+	}
+	return w, nil
+}
+
+// Write passes tar bytes on to tar2sqfs.
+func (w *Writer) Write(p []byte) (int, error) {
+	n, err := w.stdin.Write(p)
+	if err != nil {
+		// tar2sqfs stopped reading: its own message says why.
+		return n, fmt.Errorf("write to tar2sqfs: %w", w.failure(err))
+	}
+	return n, nil
+}
+
+// Close ends the stream and waits for the image to be complete.
+func (w *Writer) Close() error {
+	cerr := w.stdin.Close()
+	if err := w.cmd.Wait(); err != nil {
+		return fmt.Errorf("create squashfs %s: %w", w.out, w.failure(err))
+	}
+	if cerr != nil && !errors.Is(cerr, io.ErrClosedPipe) {
+		return fmt.Errorf("create squashfs %s: %w", w.out, cerr)
+	}
+	return nil
+}
+
+// Abort stops tar2sqfs without waiting for a complete image.
+func (w *Writer) Abort() {
+	_ = w.stdin.Close()
+	if w.cmd.Process != nil {
+		_ = w.cmd.Process.Kill()
+	}
+	_ = w.cmd.Wait()
+}
+
+// failure turns tar2sqfs's stderr into an error, marking a full disk.
+func (w *Writer) failure(err error) error {
+	msg := strings.TrimSpace(w.stderr.String())
+	if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+		msg = msg[i+1:]
+	}
+	if strings.Contains(msg, "No space left") || strings.Contains(msg, "Disk quota") {
+		return fmt.Errorf("%s: %w", msg, errdefs.ErrNoSpace)
+	}
+	if msg != "" {
+		return fmt.Errorf("%s: %w", msg, err)
+	}
+	return err
+}
