@@ -1,0 +1,339 @@
+/*
+ * starter.c - stage 0 of kerr's starter: the C that runs before the Go runtime.
+ *
+ * The constructor below runs when the dynamic loader initialises the program, before Go
+ * starts any thread. In setuid mode it is the only code that ever runs with the effective uid
+ * of root, and all it does there is give it up. See README.md for the stages and the
+ * config-fd protocol. Every call's result is checked; any failure writes one line to stderr
+ * and exits with a code from enum kerr_exit, before any Go code has run.
+ *
+ * Only cmd/starter may link this package: the constructor runs in any program that does.
+ */
+#define _GNU_SOURCE
+#include "starter.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef __GLIBC__
+#error "the starter relies on glibc passing argc, argv and envp to constructors"
+#endif
+
+struct kerr_stage0 kerr_stage0;
+
+static void die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+
+/* die writes "starter: <message>" as one line to stderr and exits without running atexit
+ * handlers. Privileges: any; safe while still privileged (it only writes and exits). */
+static void die(int code, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	int n;
+
+	n = snprintf(line, sizeof(line), "starter: ");
+	if (n < 0)
+		n = 0;
+	va_start(ap, fmt);
+	if (vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap) < 0)
+		line[n] = '\0';
+	va_end(ap);
+	n = (int)strlen(line);
+	line[n++] = '\n';
+	/* One write so the line is not interleaved; if stderr is gone there is no one to tell. */
+	if (write(STDERR_FILENO, line, (size_t)n) < 0)
+		_exit(code);
+	_exit(code);
+}
+
+/* set_nondumpable keeps other processes of the caller from ptracing us or reading our memory
+ * while we hold a saved uid of root. Privileges: any. */
+static void set_nondumpable(void)
+{
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		die(KERR_EXIT_FATAL, "prctl(PR_SET_DUMPABLE, 0): %m");
+}
+
+/* ensure_stdio opens /dev/null on any of fds 0-2 the caller closed, so that no file we open
+ * later can land on stderr and receive our messages. Privileges: any (the opened file is
+ * /dev/null). */
+static void ensure_stdio(void)
+{
+	int fd, nfd;
+
+	for (fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1)
+			continue;
+		if (errno != EBADF)
+			die(KERR_EXIT_FATAL, "checking fd %d: %m", fd);
+		nfd = open("/dev/null", O_RDWR);
+		if (nfd < 0)
+			_exit(KERR_EXIT_FATAL); /* stderr may be the fd we failed to open */
+		if (nfd != fd)
+			die(KERR_EXIT_FATAL, "opening /dev/null on fd %d gave fd %d", fd, nfd);
+	}
+}
+
+/* drop_privileges sets the effective uid and gid to the caller's real ones, keeping the old
+ * effective ids as saved ids so that later stages can regain them where the policy allows.
+ * A starter built without the suid tag refuses to run setuid at all (DESIGN rule 4: root-only
+ * engines are not reachable through a setuid binary). Privileges: entered with whatever the
+ * exec gave; leaves with the caller's effective ids. */
+static void drop_privileges(void)
+{
+	uid_t ruid, euid, suid;
+	gid_t rgid, egid, sgid;
+
+	if (getresuid(&ruid, &euid, &suid) != 0)
+		die(KERR_EXIT_FATAL, "getresuid: %m");
+	if (getresgid(&rgid, &egid, &sgid) != 0)
+		die(KERR_EXIT_FATAL, "getresgid: %m");
+	kerr_stage0.uid = ruid;
+	kerr_stage0.gid = rgid;
+	if (ruid == euid && rgid == egid)
+		return;
+#ifndef KERR_SUID
+	die(KERR_EXIT_FATAL, "this starter is installed setuid or setgid; only starter-suid may be");
+#endif
+	/* Groups first: once the effective uid is the caller's we could no longer change them. */
+	if (setresgid(rgid, rgid, egid) != 0)
+		die(KERR_EXIT_FATAL, "setresgid(%u, %u, %u): %m", rgid, rgid, egid);
+	if (setresuid(ruid, ruid, euid) != 0)
+		die(KERR_EXIT_FATAL, "setresuid(%u, %u, %u): %m", ruid, ruid, euid);
+	/* Trust the kernel's answer, not the calls' return values alone. */
+	if (getresuid(&ruid, &euid, &suid) != 0 || getresgid(&rgid, &egid, &sgid) != 0)
+		die(KERR_EXIT_FATAL, "reading back ids: %m");
+	if (ruid != kerr_stage0.uid || euid != kerr_stage0.uid || rgid != kerr_stage0.gid ||
+	    egid != kerr_stage0.gid)
+		die(KERR_EXIT_FATAL, "ids after the drop are uid %u/%u/%u gid %u/%u/%u", ruid, euid,
+		    suid, rgid, egid, sgid);
+	kerr_stage0.dropped = 1;
+}
+
+/* wipe_environment removes every variable the caller set, both from libc's environ and from
+ * the initial stack array the Go runtime reads its environment from (GODEBUG, GOTRACEBACK,
+ * GOMAXPROCS, ... must not reach it). Nothing is kept. Entries are pointed at "" rather than
+ * removed, as Go ignores empty entries: Go finds the auxiliary vector just past the array's
+ * terminating NULL, so the array must keep its length. Privileges: the caller's. */
+static void wipe_environment(char **envp)
+{
+	static char empty[] = "";
+	char **e, **gap;
+	int i;
+
+	if (envp == NULL)
+		die(KERR_EXIT_FATAL, "no environment array from the loader");
+	for (e = envp; *e != NULL; e++)
+		*e = empty;
+	/*
+	 * In setuid mode the loader deletes unsafe variables (LD_*, GCONV_PATH, ...) by shifting
+	 * the array down, which leaves one NULL per deleted variable before the auxiliary vector.
+	 * Go would then read a NULL as the vector and miss AT_SECURE (its own setuid hardening),
+	 * AT_RANDOM and the vDSO. Fill the extra NULLs with "" too, but only when the words after
+	 * them really are the vector: its first entry must be what getauxval reports.
+	 */
+	for (gap = e, i = 0; gap[1] == NULL && i < 256; gap++, i++)
+		;
+	if (gap > e && gap[1] != NULL) {
+		unsigned long *auxv = (unsigned long *)(gap + 1);
+
+		errno = 0;
+		if (auxv[0] != 0 && getauxval(auxv[0]) == auxv[1] && errno == 0)
+			for (; e < gap; e++)
+				*e = empty;
+	}
+	if (clearenv() != 0)
+		die(KERR_EXIT_FATAL, "clearenv failed");
+}
+
+/* parse_fd accepts a decimal fd number without sign or leading zeros; -1 otherwise. */
+static int parse_fd(const char *s)
+{
+	long v = 0;
+
+	if (*s < '1' || *s > '9')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (*s - '0');
+		if (v > INT_MAX)
+			return -1;
+	}
+	return (int)v;
+}
+
+/* parse_args accepts exactly `starter --config-fd N` with N >= 3 an open fd, and returns N.
+ * Privileges: the caller's. */
+static int parse_args(int argc, char **argv)
+{
+	int fd;
+
+	if (argc != 3 || argv == NULL || argv[1] == NULL || strcmp(argv[1], "--config-fd") != 0)
+		die(KERR_EXIT_USAGE, "usage: starter --config-fd N (it is started by kerr, not by hand)");
+	fd = parse_fd(argv[2]);
+	if (fd < 3)
+		die(KERR_EXIT_USAGE, "--config-fd wants a decimal fd number of 3 or more");
+	if (fcntl(fd, F_GETFD) == -1)
+		die(KERR_EXIT_USAGE, "config fd %d: %m", fd);
+	return fd;
+}
+
+/* close_fds_proc is the fallback for kernels without close_range (before 5.9): walk
+ * /proc/self/fd. Closing while walking is safe: the kernel lists fds by number. */
+static void close_fds_proc(int keep)
+{
+	struct dirent *de;
+	DIR *d;
+	int dfd, fd;
+
+	d = opendir("/proc/self/fd");
+	if (d == NULL)
+		die(KERR_EXIT_FATAL, "close_range is unsupported and /proc/self/fd: %m");
+	dfd = dirfd(d);
+	if (dfd < 0)
+		die(KERR_EXIT_FATAL, "dirfd: %m");
+	for (;;) {
+		errno = 0;
+		de = readdir(d);
+		if (de == NULL)
+			break;
+		fd = parse_fd(de->d_name);
+		if (fd < 3 || fd == keep || fd == dfd)
+			continue;
+		if (close(fd) != 0 && errno != EBADF && errno != EINTR)
+			die(KERR_EXIT_FATAL, "closing fd %d: %m", fd);
+	}
+	if (errno != 0)
+		die(KERR_EXIT_FATAL, "reading /proc/self/fd: %m");
+	if (closedir(d) != 0)
+		die(KERR_EXIT_FATAL, "closedir /proc/self/fd: %m");
+}
+
+/* close_fds closes every fd but 0, 1, 2 and keep, so that nothing the caller left open
+ * (CVE-2024-21626 style: a directory fd of the host) reaches the Go side, the container or
+ * the payload. Privileges: the caller's. */
+static void close_fds(int keep)
+{
+	if (keep > 3 && syscall(SYS_close_range, 3U, (unsigned)keep - 1, 0U) != 0) {
+		if (errno != ENOSYS)
+			die(KERR_EXIT_FATAL, "close_range: %m");
+		close_fds_proc(keep);
+		return;
+	}
+	if (syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0U) != 0) {
+		if (errno != ENOSYS)
+			die(KERR_EXIT_FATAL, "close_range: %m");
+		close_fds_proc(keep);
+	}
+}
+
+/* read_config reads the whole config from fd, at most KERR_CONFIG_MAX bytes, then closes
+ * fd. The bytes are untrusted; the Go side decodes and validates them. A non-blocking fd is
+ * waited on with poll rather than changed, since its file status flags are shared with the
+ * caller. Privileges: the caller's. */
+static void read_config(int fd)
+{
+	const size_t cap = (size_t)KERR_CONFIG_MAX + 1;
+	unsigned char *buf;
+	size_t len = 0;
+	ssize_t n;
+	struct pollfd p;
+
+	buf = malloc(cap);
+	if (buf == NULL)
+		die(KERR_EXIT_FATAL, "allocating the config buffer: %m");
+	while (len < cap) {
+		n = read(fd, buf + len, cap - len);
+		if (n > 0) {
+			len += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			die(KERR_EXIT_USAGE, "reading config fd %d: %m", fd);
+		p.fd = fd;
+		p.events = POLLIN;
+		p.revents = 0;
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			die(KERR_EXIT_USAGE, "waiting for config fd %d: %m", fd);
+	}
+	if (len > KERR_CONFIG_MAX)
+		die(KERR_EXIT_CONFIG, "invalid engine config: more than %d bytes", KERR_CONFIG_MAX);
+	/* On Linux the fd is released even when close reports EINTR. */
+	if (close(fd) != 0 && errno != EINTR)
+		die(KERR_EXIT_FATAL, "closing config fd %d: %m", fd);
+	kerr_stage0.config = buf;
+	kerr_stage0.config_len = len;
+}
+
+/* kerr_stage0_init is stage 0. glibc passes main's arguments to constructors. Privileges: in
+ * setuid mode entered with the effective uid of root; everything after drop_privileges runs
+ * with the caller's. */
+__attribute__((constructor)) static void kerr_stage0_init(int argc, char **argv, char **envp)
+{
+	int fd;
+
+#ifdef KERR_SUID
+	kerr_stage0.suid_build = 1;
+#endif
+	set_nondumpable();
+	ensure_stdio();
+	drop_privileges();
+	/* Changing effective ids resets dumpable to fs.suid_dumpable, which may be 1: set it
+	 * again. Stage 1 makes the process dumpable once privileges are gone for good. */
+	set_nondumpable();
+	wipe_environment(envp);
+	fd = parse_args(argc, argv);
+	close_fds(fd);
+	read_config(fd);
+}
+
+size_t kerr_stage0_take_config(unsigned char *dst, size_t cap)
+{
+	size_t n = kerr_stage0.config_len;
+
+	if (kerr_stage0.config == NULL)
+		return 0;
+	if (n > cap)
+		n = cap;
+	memcpy(dst, kerr_stage0.config, n);
+	memset(kerr_stage0.config, 0, kerr_stage0.config_len);
+	free(kerr_stage0.config);
+	kerr_stage0.config = NULL;
+	kerr_stage0.config_len = 0;
+	return n;
+}
+
+const char *kerr_build_value(int which)
+{
+	switch (which) {
+	case KERR_BUILD_PREFIX:
+		return KERR_PREFIX;
+	case KERR_BUILD_SYSCONFDIR:
+		return KERR_SYSCONFDIR;
+	case KERR_BUILD_LIBEXECDIR:
+		return KERR_LIBEXECDIR;
+	case KERR_BUILD_LOCALSTATEDIR:
+		return KERR_LOCALSTATEDIR;
+	case KERR_BUILD_POLICY_FILE:
+		return KERR_POLICY_FILE;
+	case KERR_BUILD_VERSION:
+		return KERR_VERSION;
+	}
+	return "";
+}

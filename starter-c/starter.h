@@ -1,0 +1,81 @@
+/*
+ * starter.h - what the C stage of the starter shares with its Go side.
+ *
+ * Paths come from builddir/config.h, written by ./mconfig and found through
+ * CGO_CPPFLAGS="-I<builddir> -DKERR_HAVE_CONFIG_H" set by the Makefile. A plain `go build`
+ * or `go test` has no config.h and gets the defaults below, which match buildcfg's defaults
+ * (cmd/starter refuses to run when the two disagree).
+ */
+#ifndef KERR_STARTER_H
+#define KERR_STARTER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#ifdef KERR_HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#ifndef KERR_PREFIX
+#define KERR_PREFIX "/usr/local"
+#endif
+#ifndef KERR_SYSCONFDIR
+#define KERR_SYSCONFDIR KERR_PREFIX "/etc"
+#endif
+#ifndef KERR_LIBEXECDIR
+#define KERR_LIBEXECDIR KERR_PREFIX "/libexec"
+#endif
+#ifndef KERR_LOCALSTATEDIR
+#define KERR_LOCALSTATEDIR KERR_PREFIX "/var"
+#endif
+#ifndef KERR_POLICY_FILE
+#define KERR_POLICY_FILE KERR_SYSCONFDIR "/kerr/kerr.toml"
+#endif
+#ifndef KERR_VERSION
+#define KERR_VERSION "0.0.0-dev"
+#endif
+
+/* Largest config accepted on the config fd; equals envelope.MaxSize (a test checks). */
+#define KERR_CONFIG_MAX (1 << 20)
+
+/*
+ * The starter's own exit codes. They are high so that they rarely collide with a payload's
+ * status; once an engine runs a payload, the payload's status passes through instead.
+ * starter-c/README.md is the documented copy of this table.
+ */
+enum kerr_exit {
+	KERR_EXIT_ENGINE = 252, /* the envelope names an engine this starter was not built with */
+	KERR_EXIT_CONFIG = 253, /* the config is too large or not a valid envelope */
+	KERR_EXIT_USAGE = 254,  /* bad command line, or the config fd is not usable */
+	KERR_EXIT_FATAL = 255,  /* a privilege or process-setup step failed; nothing ran */
+};
+
+/* What the constructor found and did, for the Go side to read once the runtime is up. */
+struct kerr_stage0 {
+	int suid_build;         /* this binary is starter-suid (built with the suid tag) */
+	int dropped;            /* real and effective ids differed at exec: effective ids were
+	                           dropped to the real ones, the old effective ids kept as saved */
+	uid_t uid;              /* the caller: real uid and gid at exec */
+	gid_t gid;
+	unsigned char *config;  /* the bytes read from the config fd (malloc'd) */
+	size_t config_len;
+};
+
+extern struct kerr_stage0 kerr_stage0;
+
+/* The compile-time paths, as C saw them, for the consistency check in cmd/starter. */
+const char *kerr_build_value(int which);
+enum kerr_build_key {
+	KERR_BUILD_PREFIX,
+	KERR_BUILD_SYSCONFDIR,
+	KERR_BUILD_LIBEXECDIR,
+	KERR_BUILD_LOCALSTATEDIR,
+	KERR_BUILD_POLICY_FILE,
+	KERR_BUILD_VERSION,
+};
+
+/* Copies the config into dst (at most cap bytes), then wipes and frees the C buffer; returns
+ * the number of bytes copied. Later calls copy nothing. */
+size_t kerr_stage0_take_config(unsigned char *dst, size_t cap);
+
+#endif

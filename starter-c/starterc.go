@@ -1,0 +1,80 @@
+// Package starterc is the C stage of kerr's starter and the Go view of what it did.
+//
+// Importing it links starter.c, whose constructor runs before the Go runtime starts: it
+// drops setuid privileges, wipes the environment, closes inherited fds and reads the
+// EngineConfig from the fd named by `--config-fd N` (README.md tells the stages). By the time
+// any Go code runs, that has happened; the functions here only read its results.
+//
+// Only cmd/starter may import this package: the constructor runs in any program that links
+// it, and exits unless called as `starter --config-fd N`. For the same reason it has no tests
+// of its own; starter/ tests it through the built binary.
+package starterc
+
+/*
+#cgo CFLAGS: -Wall -Wextra -Werror -std=gnu11
+#include "starter.h"
+*/
+import "C"
+
+import "fmt"
+
+// The starter's own exit codes (enum kerr_exit in starter.h is the one source).
+const (
+	ExitEngine = C.KERR_EXIT_ENGINE // the envelope names an engine not built into this starter
+	ExitConfig = C.KERR_EXIT_CONFIG // the config is too large or not a valid envelope
+	ExitUsage  = C.KERR_EXIT_USAGE  // bad command line or unusable config fd
+	ExitFatal  = C.KERR_EXIT_FATAL  // a privilege or process-setup step failed
+)
+
+// ConfigMax is the most bytes stage 0 reads from the config fd.
+const ConfigMax = C.KERR_CONFIG_MAX
+
+// Stage0 is what the constructor found at exec time.
+type Stage0 struct {
+	SuidBuild bool // this binary is starter-suid
+	Dropped   bool // it was exec'd setuid/setgid and dropped to the caller, saved ids kept
+	UID, GID  int  // the caller's real ids
+}
+
+// State reports what stage 0 found. Privileges: reads memory only.
+func State() Stage0 {
+	s := &C.kerr_stage0
+	return Stage0{
+		SuidBuild: s.suid_build != 0,
+		Dropped:   s.dropped != 0,
+		UID:       int(s.uid),
+		GID:       int(s.gid),
+	}
+}
+
+// SetuidMode reports whether the starter must act for an unprivileged caller: it is
+// starter-suid, or it was exec'd with a setuid/setgid bit.
+func (s Stage0) SetuidMode() bool { return s.SuidBuild || s.Dropped }
+
+// BuildPaths are the compile-time values C saw in config.h (or its defaults).
+type BuildPaths struct {
+	Prefix, SysconfDir, LibexecDir, LocalstateDir, PolicyFile, Version string
+}
+
+// Paths returns the values compiled into the C stage.
+func Paths() BuildPaths {
+	v := func(k C.int) string { return C.GoString(C.kerr_build_value(k)) }
+	return BuildPaths{
+		Prefix:        v(C.KERR_BUILD_PREFIX),
+		SysconfDir:    v(C.KERR_BUILD_SYSCONFDIR),
+		LibexecDir:    v(C.KERR_BUILD_LIBEXECDIR),
+		LocalstateDir: v(C.KERR_BUILD_LOCALSTATEDIR),
+		PolicyFile:    v(C.KERR_BUILD_POLICY_FILE),
+		Version:       v(C.KERR_BUILD_VERSION),
+	}
+}
+
+// CheckPaths returns an error when go, the values linked into the Go side, differs from what
+// C was compiled with: a starter built around mconfig would enforce a policy file other than
+// the one the admin edits.
+func CheckPaths(goSide BuildPaths) error {
+	if c := Paths(); c != goSide {
+		return fmt.Errorf("built with mismatched paths: C has %+v, Go has %+v", c, goSide)
+	}
+	return nil
+}
