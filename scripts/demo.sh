@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# kerr's walkthrough, as far as kerr is built: make a tiny busybox image, serve it from a
+# registry on loopback, pull it into a SIF and look inside.
+#
+#   KERR=/path/to/kerr scripts/demo.sh        (default: kerr in PATH)
+#
+# KERR_FIXTURE may name a prebuilt kerr-fixture binary; otherwise it is built from
+# e2e/cmd/kerr-fixture (needs go). Needs Debian's docker-registry; siftool is optional.
+# Everything happens in a temporary directory that is removed on exit, registry included.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+die() { echo "demo: $*" >&2; exit 1; }
+
+kerr=$(command -v "${KERR:-kerr}") || die "no kerr binary '${KERR:-kerr}' (set KERR=/path/to/kerr)"
+kerr=$(realpath "$kerr")
+[[ -x /usr/bin/docker-registry ]] || die "needs /usr/bin/docker-registry (apt-get install docker-registry)"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kerr-demo.XXXXXX")
+fixture=""
+registry_started=""
+
+cleanup() {
+	local rc=$?
+	if [[ -n $registry_started ]]; then
+		"$fixture" registry stop --dir "$work/registry" || echo "demo: could not stop the registry" >&2
+	fi
+	rm -rf "$work"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# bold prompt on a terminal, plain otherwise
+if [[ -t 1 ]]; then prompt=$'\e[1m$\e[0m'; else prompt='$'; fi
+
+# say prints a comment line of the walkthrough.
+say() { printf '\n# %s\n' "$*"; }
+
+# run shows a command as a person would type it (the kerr binary by its name), then runs it.
+run() {
+	local shown=("$@")
+	[[ ${shown[0]} == "$kerr" ]] && shown[0]=kerr
+	printf '%s %s\n' "$prompt" "${shown[*]}"
+	"$@"
+}
+
+if [[ -n ${KERR_FIXTURE:-} ]]; then
+	fixture=$(realpath "$KERR_FIXTURE")
+else
+	fixture=$work/kerr-fixture
+	(cd "$repo" && go build -o "$fixture" ./e2e/cmd/kerr-fixture) || die "building kerr-fixture failed"
+fi
+
+say "Start a registry on loopback and push a tiny busybox image to it"
+addr=$("$fixture" registry start --dir "$work/registry")
+registry_started=1
+echo "registry at $addr"
+"$fixture" push --registry "$addr" --repo busybox --tag latest >/dev/null
+
+mkdir "$work/demo"
+cd "$work/demo"
+
+say "Pull it into a SIF (plain http on loopback needs --insecure)"
+run "$kerr" pull --insecure "docker://$addr/busybox:latest"
+run ls -l busybox_latest.sif
+
+say "What is inside: labels, runscript, environment, OCI config"
+run "$kerr" inspect busybox_latest.sif
+
+say "The SIF's descriptors, as kerr and as siftool see them"
+run "$kerr" sif list busybox_latest.sif
+if command -v siftool >/dev/null; then
+	run siftool list busybox_latest.sif
+else
+	echo "(siftool not installed; skipped)"
+fi
+
+say "Done; the registry and $work go away now"
