@@ -15,11 +15,10 @@ import (
 
 // Reporter shows the progress of tasks that read a known number of bytes.
 type Reporter struct {
-	mode  mode
-	out   io.Writer
-	mu    sync.Mutex
-	bars  *mpb.Progress
-	infof func(string, ...any)
+	mode mode
+	out  io.Writer
+	mu   sync.Mutex
+	bars *mpb.Progress
 }
 
 type mode int

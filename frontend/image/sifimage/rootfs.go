@@ -60,7 +60,7 @@ func (i *Image) ReadRootFile(name string) ([]byte, error) {
 
 // readlink reports whether p is a symlink in the image and where it points.
 func readlink(sq *squashfs.FileSystem, p string) (string, bool, error) {
-	entries, err := sq.ReadDir("/" + path.Dir(p))
+	entries, err := sq.ReadDir(path.Dir(p))
 	if err != nil {
 		return "", false, fmt.Errorf("/%s: %w", p, fs.ErrNotExist)
 	}

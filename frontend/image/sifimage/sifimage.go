@@ -79,7 +79,7 @@ func Write(path string, c Contents) error {
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
-	fi, err := sif.CreateContainer(f, sif.OptCreateWithLaunchScript(LaunchScript),
+	fi, err := sif.CreateContainer(f, sif.OptCreateWithLaunchScript(LaunchScript), sif.OptCreateWithCloseOnUnload(false),
 		sif.OptCreateWithTime(t), sif.OptCreateWithDescriptors(dis...))
 	if err != nil {
 		f.Close()
@@ -110,7 +110,7 @@ func Open(path string) (*Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("open %s: %w", path, errdefs.ErrNotFound)
+			return nil, fmt.Errorf("open %s: no such file: %w", path, errdefs.ErrNotFound)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

@@ -36,7 +36,7 @@ func openFile(path string) func() (io.ReadCloser, error) {
 
 func notFound(what string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s: %w", what, errdefs.ErrNotFound)
+		return fmt.Errorf("%s: no such file or directory: %w", what, errdefs.ErrNotFound)
 	}
 	return err
 }
