@@ -37,7 +37,7 @@ func TestBuildSIFFromSandboxDir(t *testing.T) {
 	s.Run(h.Root, "build", "--sandbox", "--insecure", sb, h.Ref(h.Images.Multi)).OK(t)
 	out := filepath.Join(s.Dir(h.Root), "fromdir.sif")
 	s.Run(h.Root, "build", out, sb).OK(t)
-	si := checkSIF(t, out)
+	si := checkSIFFromDir(t, out)
 	checkWhiteouts(t, si.entries)
 	checkRuns(t, extract(t, s, si))
 }

@@ -28,8 +28,9 @@ const (
 	exitNoSpace = 8
 )
 
-// pullFails pulls src into a fresh output dir (explicit OUT, and default naming in the work
-// dir) and checks the error contract and that nothing was left behind.
+// pullFails pulls src into a fresh output dir (explicit OUT), and again with --quiet and the
+// default output name in the work dir, and checks the error contract and that nothing was
+// left behind.
 func pullFails(t *testing.T, code int, opts harness.Opts, args ...string) {
 	t.Helper()
 	s := h.Begin(t)
@@ -39,7 +40,7 @@ func pullFails(t *testing.T, code int, opts harness.Opts, args ...string) {
 	flags := args[:len(args)-1]
 	s.RunWith(h.Root, opts, append(append([]string{"pull"}, flags...), filepath.Join(outDir, "out.sif"), src)...).Fails(t, code)
 	wantDir(t, outDir)
-	s.RunWith(h.Root, opts, append(append([]string{"pull"}, flags...), src)...).Fails(t, code)
+	s.RunWith(h.Root, opts, append(append([]string{"--quiet", "pull"}, flags...), src)...).FailsQuiet(t, code)
 	wantDir(t, s.Dir(h.Root))
 }
 
@@ -208,7 +209,7 @@ func TestPullDiskFullExits8(t *testing.T) {
 	}()
 	s.Run(h.Root, "pull", "--insecure", filepath.Join(full, "busybox.sif"), h.Ref(h.Images.Busybox)).Fails(t, exitNoSpace)
 	wantDir(t, full)
-	s.RunWith(h.Root, harness.Opts{Dir: full}, "pull", "--insecure", h.Ref(h.Images.Busybox)).Fails(t, exitNoSpace)
+	s.RunWith(h.Root, harness.Opts{Dir: full}, "--quiet", "pull", "--insecure", h.Ref(h.Images.Busybox)).FailsQuiet(t, exitNoSpace)
 	wantDir(t, full)
 }
 

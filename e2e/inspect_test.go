@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,13 +114,17 @@ func TestSIFListInfoDump(t *testing.T) {
 
 	list := s.Run(h.Root, "sif", "list", si.path).OK(t)
 	lines := strings.Split(strings.TrimSpace(list.Stdout), "\n")
-	if up := strings.ToUpper(lines[0]); !strings.Contains(up, "ID") || !strings.Contains(up, "TYPE") {
-		t.Errorf("sif list has no ID/TYPE header:\n%s", list.Stdout)
+	header := slices.IndexFunc(lines, func(l string) bool {
+		f := strings.Fields(strings.ToUpper(strings.ReplaceAll(l, "|", " ")))
+		return slices.Contains(f, "ID") && slices.Contains(f, "TYPE") && slices.Contains(f, "OFFSET")
+	})
+	if header < 0 {
+		t.Fatalf("sif list has no table header with ID, TYPE and OFFSET:\n%s", list.Stdout)
 	}
 	for _, d := range descs {
 		id, off := strconv.FormatUint(uint64(d.ID()), 10), strconv.FormatInt(d.Offset(), 10)
 		found := false
-		for _, l := range lines[1:] {
+		for _, l := range lines[header+1:] {
 			f := strings.FieldsFunc(l, func(r rune) bool { return r == ' ' || r == '\t' || r == '|' })
 			if len(f) > 0 && f[0] == id && strings.Contains(l, off) {
 				found = true

@@ -265,18 +265,21 @@ func IsTempName(name string) bool {
 			return true
 		}
 	}
-	return strings.HasPrefix(name, ".tmp") || strings.HasPrefix(name, "tmp-") || strings.HasPrefix(name, ".kerr-") ||
+	return strings.HasPrefix(name, ".tmp") || strings.HasPrefix(name, "tmp-") || strings.Contains(name, ".kerr-") ||
 		strings.Contains(name, ".tmp-") || strings.Contains(name, ".tmp.") || strings.HasPrefix(name, ".") && strings.Contains(name, ".sif")
 }
 
-// tempFiles lists temporary-looking files anywhere under dir.
+// tempFiles lists temporary-looking files anywhere under dir, and anything left in a
+// cache's scratch dir (a "tmp" directory inside a dir named "cache").
 func tempFiles(dir string) []string {
 	var out []string
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return nil
 		}
-		if p != dir && IsTempName(d.Name()) {
+		parent := filepath.Dir(p)
+		inCacheTmp := (filepath.Base(parent) == "tmp" || filepath.Base(parent) == ".tmp") && strings.Contains(parent, "/cache/")
+		if p != dir && (IsTempName(d.Name()) || inCacheTmp) {
 			out = append(out, p)
 			if d.IsDir() {
 				return fs.SkipDir

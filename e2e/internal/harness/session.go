@@ -134,35 +134,67 @@ func (r Result) OK(t testing.TB) Result {
 	return r
 }
 
-// Fails checks kerr's error contract: the exit code, and exactly one line on stderr that
-// starts with "kerr: ". It reports whether both hold (as test errors, not fatal, so that
-// the caller still checks what was left on disk).
+// Fails checks kerr's error contract: the exit code, and the error as one line on stderr
+// that starts with "kerr: " and comes last (progress lines may precede it unless the
+// command ran with --quiet; FailsQuiet checks that case). It reports whether both hold (as
+// test errors, not fatal, so that the caller still checks what was left on disk).
 func (r Result) Fails(t testing.TB, code int) bool {
+	t.Helper()
+	return r.fails(t, code, false)
+}
+
+// FailsQuiet is Fails for a command run with --quiet: stderr must be the error line alone.
+func (r Result) FailsQuiet(t testing.TB, code int) bool {
+	t.Helper()
+	return r.fails(t, code, true)
+}
+
+func (r Result) fails(t testing.TB, code int, quiet bool) bool {
 	t.Helper()
 	ok := true
 	if r.Code != code {
 		t.Errorf("want exit %d, got %d:\n%s", code, r.Code, r)
 		ok = false
 	}
-	if err := CheckErrorLine(r.Stderr); err != nil {
+	check := CheckErrorLine
+	if quiet {
+		check = CheckOnlyErrorLine
+	}
+	if err := check(r.Stderr); err != nil {
 		t.Errorf("%v:\n%s", err, r)
 		ok = false
 	}
 	return ok
 }
 
-// CheckErrorLine checks that stderr is one line starting with "kerr: ".
+// CheckErrorLine checks that the last line of stderr, and no other, starts with "kerr: ".
 func CheckErrorLine(stderr string) error {
-	s := strings.TrimSuffix(stderr, "\n")
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	last := lines[len(lines)-1]
+	n := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "kerr: ") {
+			n++
+		}
+	}
 	switch {
-	case s == "":
-		return errors.New("stderr is empty, want one line starting with \"kerr: \"")
-	case strings.Contains(s, "\n"):
-		return fmt.Errorf("stderr has %d lines, want one", strings.Count(s, "\n")+1)
-	case !strings.HasPrefix(s, "kerr: "):
-		return errors.New("stderr does not start with \"kerr: \"")
+	case strings.TrimSpace(stderr) == "":
+		return errors.New("stderr is empty, want an error line starting with \"kerr: \"")
+	case !strings.HasPrefix(last, "kerr: "):
+		return errors.New("the last line of stderr does not start with \"kerr: \" (the error must be one line, and last)")
+	case n > 1:
+		return fmt.Errorf("stderr has %d lines starting with \"kerr: \", want one error line", n)
 	}
 	return nil
+}
+
+// CheckOnlyErrorLine checks that stderr is exactly one line starting with "kerr: ".
+func CheckOnlyErrorLine(stderr string) error {
+	s := strings.TrimSuffix(stderr, "\n")
+	if strings.Contains(s, "\n") {
+		return fmt.Errorf("stderr has %d lines with --quiet, want only the error line", strings.Count(s, "\n")+1)
+	}
+	return CheckErrorLine(stderr)
 }
 
 // Run runs the installed kerr as profile p with args, in s.Dir(p).
