@@ -556,3 +556,34 @@ func TestSetuidStarterRunByRoot(t *testing.T) {
 		t.Errorf("stage0 %+v, resuid %v", r.Stage0, r.ResUID)
 	}
 }
+
+// The starters `make` builds: mconfig's paths reach C (config.h) and Go (-X) alike, or
+// cmd/starter would exit 255; and the test-only probe engine is not in them.
+func TestMadeStartersAgreeOnPathsAndLackProbe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short: runs ./mconfig and builds both starters")
+	}
+	tmp := t.TempDir()
+	build := filepath.Join(tmp, "build")
+	for _, argv := range [][]string{
+		{"./mconfig", "--prefix=" + filepath.Join(tmp, "prefix"), "--sysconfdir=/etc/kerr-test-nowhere", "-b", build},
+		{"make", "-s", "-C", build, "starter", "starter-suid"},
+	} {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+		}
+	}
+	h, err := os.ReadFile(filepath.Join(build, "config.h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(h), `#define KERR_POLICY_FILE "/etc/kerr-test-nowhere/kerr/kerr.toml"`) {
+		t.Errorf("config.h lacks the policy path:\n%s", h)
+	}
+	for _, name := range []string{"starter", "starter-suid"} {
+		res := run{bin: filepath.Join(build, name), config: probeConfig("c1")}.do(t)
+		res.wantFailure(t, exitEngine, `engine "probe" is not available in this starter`)
+	}
+}
