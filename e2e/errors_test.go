@@ -207,8 +207,17 @@ func TestPullDiskFullExits8(t *testing.T) {
 			t.Errorf("unmounting %s: %v", full, err)
 		}
 	}()
+	mounted := func() {
+		t.Helper()
+		var st, parent syscall.Statfs_t
+		if syscall.Statfs(full, &st) != nil || syscall.Statfs(filepath.Dir(full), &parent) != nil || st.Type == parent.Type {
+			t.Fatalf("the small tmpfs on %s is gone: something outside the test unmounted it", full)
+		}
+	}
+	mounted()
 	s.Run(h.Root, "pull", "--insecure", filepath.Join(full, "busybox.sif"), h.Ref(h.Images.Busybox)).Fails(t, exitNoSpace)
 	wantDir(t, full)
+	mounted()
 	s.RunWith(h.Root, harness.Opts{Dir: full}, "--quiet", "pull", "--insecure", h.Ref(h.Images.Busybox)).FailsQuiet(t, exitNoSpace)
 	wantDir(t, full)
 }

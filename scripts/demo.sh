@@ -5,8 +5,9 @@
 #   KERR=/path/to/kerr scripts/demo.sh        (default: kerr in PATH)
 #
 # KERR_FIXTURE may name a prebuilt kerr-fixture binary; otherwise it is built from
-# e2e/cmd/kerr-fixture (needs go). Needs Debian's docker-registry; siftool is optional.
-# Everything happens in a temporary directory that is removed on exit, registry included.
+# e2e/cmd/kerr-fixture (needs go, or $GO). Needs Debian's docker-registry; siftool is optional.
+# Everything happens in a temporary directory that is removed on exit, registry and kerr's
+# cache included (KERR_CACHEDIR points there, so the demo neither uses nor fills yours).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +19,7 @@ kerr=$(realpath "$kerr")
 [[ -x /usr/bin/docker-registry ]] || die "needs /usr/bin/docker-registry (apt-get install docker-registry)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kerr-demo.XXXXXX")
+export KERR_CACHEDIR=$work/cache
 fixture=""
 registry_started=""
 
@@ -50,7 +52,7 @@ if [[ -n ${KERR_FIXTURE:-} ]]; then
 	fixture=$(realpath "$KERR_FIXTURE")
 else
 	fixture=$work/kerr-fixture
-	(cd "$repo" && go build -o "$fixture" ./e2e/cmd/kerr-fixture) || die "building kerr-fixture failed"
+	(cd "$repo" && "${GO:-go}" build -o "$fixture" ./e2e/cmd/kerr-fixture) || die "building kerr-fixture failed"
 fi
 
 say "Start a registry on loopback and push a tiny busybox image to it"

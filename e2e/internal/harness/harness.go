@@ -78,7 +78,12 @@ type Harness struct {
 	Images       Images
 
 	keep bool
+	lock *os.File
 }
+
+// LockPath serialises runs of the suite on one machine: they share the test account, and
+// each run's leak checks would see the other's commands.
+const LockPath = "/run/lock/kerr-e2e.lock"
 
 // Setup builds and installs kerr (or uses $KERR_E2E_PREFIX), creates the test account and
 // the fixtures. The caller must be root.
@@ -86,11 +91,23 @@ func Setup() (h *Harness, err error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the e2e suite must run as root")
 	}
-	tmp, err := os.MkdirTemp("", "kerr-e2e-")
+	lock, err := os.OpenFile(LockPath, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	h = &Harness{Tmp: tmp, keep: os.Getenv("KERR_E2E_KEEP") != ""}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		logf("waiting for another run of the suite to finish (%s)", LockPath)
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("locking %s: %w", LockPath, err)
+		}
+	}
+	tmp, err := os.MkdirTemp("", "kerr-e2e-")
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	h = &Harness{Tmp: tmp, keep: os.Getenv("KERR_E2E_KEEP") != "", lock: lock}
 	defer func() {
 		if err != nil {
 			h.Teardown()
@@ -369,18 +386,18 @@ func (h *Harness) Teardown() {
 			logf("userdel %s: %v: %s", UserName, err, out)
 		}
 	}
-	if h.Tmp == "" {
-		return
+	if h.Tmp != "" {
+		for _, m := range mountsUnder(h.Tmp) {
+			logf("detaching leftover mount %s", m)
+			_ = syscall.Unmount(m, syscall.MNT_DETACH)
+		}
+		if h.keep {
+			logf("keeping %s", h.Tmp)
+		} else if err := os.RemoveAll(h.Tmp); err != nil {
+			logf("removing %s: %v", h.Tmp, err)
+		}
 	}
-	for _, m := range mountsUnder(h.Tmp) {
-		logf("detaching leftover mount %s", m)
-		_ = syscall.Unmount(m, syscall.MNT_DETACH)
-	}
-	if h.keep {
-		logf("keeping %s", h.Tmp)
-		return
-	}
-	if err := os.RemoveAll(h.Tmp); err != nil {
-		logf("removing %s: %v", h.Tmp, err)
+	if h.lock != nil {
+		h.lock.Close() // releases the flock
 	}
 }

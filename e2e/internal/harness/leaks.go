@@ -135,14 +135,14 @@ func under(path, dir string) bool {
 	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }
 
-// watchedMounts are the mounts a kerr command could have left: anything under the suite's
-// temp dirs or kerr's state dir, and any squashfs, squashfuse or overlay mount.
+// watchedMounts are the mounts a kerr command of this run could have left: anything mounted
+// on, or from, a path under the run's temp tree, squashfs mounts of loop devices backed by a
+// file there included. Mounts of other runs and other people are left alone.
 func (h *Harness) watchedMounts() []mount {
+	loops := loopDevices()
 	var out []mount
 	for _, m := range mountinfo() {
-		switch {
-		case under(m.point, h.Tmp), under(m.point, os.TempDir()), under(m.point, "/run/kerr"), under(m.point, "/var/tmp"),
-			m.fstype == "squashfs", strings.HasPrefix(m.fstype, "fuse.squashfuse"), m.fstype == "overlay" && strings.Contains(m.source, "kerr"):
+		if under(m.point, h.Tmp) || under(m.source, h.Tmp) || under(loops[m.source], h.Tmp) {
 			out = append(out, m)
 		}
 	}
