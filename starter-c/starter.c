@@ -157,7 +157,8 @@ static void wipe_environment(char **envp)
 		die(KERR_EXIT_FATAL, "clearenv failed");
 }
 
-/* parse_fd accepts a decimal fd number without sign or leading zeros; -1 otherwise. */
+/* parse_fd accepts a decimal fd number without sign or leading zeros; -1 otherwise.
+ * Privileges: none used. */
 static int parse_fd(const char *s)
 {
 	long v = 0;
@@ -303,6 +304,7 @@ __attribute__((constructor)) static void kerr_stage0_init(int argc, char **argv,
 	read_config(fd);
 }
 
+/* kerr_stage0_take_config: see starter.h. Privileges: none used (memory only). */
 size_t kerr_stage0_take_config(unsigned char *dst, size_t cap)
 {
 	size_t n = kerr_stage0.config_len;
@@ -319,6 +321,7 @@ size_t kerr_stage0_take_config(unsigned char *dst, size_t cap)
 	return n;
 }
 
+/* kerr_build_value: see starter.h. Privileges: none used. */
 const char *kerr_build_value(int which)
 {
 	switch (which) {

@@ -48,7 +48,7 @@ func State() Stage0 {
 }
 
 // SetuidMode reports whether the starter must act for an unprivileged caller: it is
-// starter-suid, or it was exec'd with a setuid/setgid bit.
+// starter-suid, or it was exec'd with a setuid/setgid bit. Privileges: none used.
 func (s Stage0) SetuidMode() bool { return s.SuidBuild || s.Dropped }
 
 // BuildPaths are the compile-time values C saw in config.h (or its defaults).
@@ -56,7 +56,7 @@ type BuildPaths struct {
 	Prefix, SysconfDir, LibexecDir, LocalstateDir, PolicyFile, Version string
 }
 
-// Paths returns the values compiled into the C stage.
+// Paths returns the values compiled into the C stage. Privileges: none used.
 func Paths() BuildPaths {
 	v := func(k C.int) string { return C.GoString(C.kerr_build_value(k)) }
 	return BuildPaths{
@@ -71,7 +71,7 @@ func Paths() BuildPaths {
 
 // CheckPaths returns an error when go, the values linked into the Go side, differs from what
 // C was compiled with: a starter built around mconfig would enforce a policy file other than
-// the one the admin edits.
+// the one the admin edits. Privileges: none used.
 func CheckPaths(goSide BuildPaths) error {
 	if c := Paths(); c != goSide {
 		return fmt.Errorf("built with mismatched paths: C has %+v, Go has %+v", c, goSide)

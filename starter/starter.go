@@ -36,6 +36,7 @@ type Registry struct {
 }
 
 // NewRegistry returns a registry of engines; two engines with one name are a build error.
+// Privileges: none used (memory only), like Lookup and Names.
 func NewRegistry(engines ...Engine) (*Registry, error) {
 	r := &Registry{engines: make(map[string]Engine, len(engines))}
 	for _, e := range engines {
