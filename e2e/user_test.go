@@ -87,3 +87,17 @@ func TestUserPullErrorLeavesNothing(t *testing.T) {
 	s.Run(h.User, "pull", "--insecure", authRef()).Fails(t, exitDenied)
 	wantDir(t, s.Dir(h.User))
 }
+
+func TestUserPullIntoUnwritableDirFails(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	rootDir := s.Mkdir(h.Root, "root-only")
+	res := s.Run(h.User, "pull", "--insecure", filepath.Join(rootDir, "x.sif"), h.Ref(h.Images.Busybox))
+	if res.Code != exitDenied && res.Code != 1 {
+		t.Errorf("want exit %d (permission check failed) or 1, got %d:\n%s", exitDenied, res.Code, res)
+	}
+	if err := harness.CheckErrorLine(res.Stderr); err != nil {
+		t.Errorf("%v:\n%s", err, res)
+	}
+	wantDir(t, rootDir)
+}

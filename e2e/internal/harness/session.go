@@ -230,23 +230,46 @@ func (s *Session) RunWith(p Profile, o Opts, args ...string) Result {
 // Exec runs any program as profile p with kerr's session environment.
 func (s *Session) Exec(p Profile, o Opts, prog string, args ...string) Result {
 	s.t.Helper()
-	env := mergeEnv(s.Env(p), o.Env, o.Unset)
+	return s.StartProg(p, o, prog, args...).Wait()
+}
+
+// Running is a command started with Start, not yet waited for.
+type Running struct {
+	s              *Session
+	cmd            *exec.Cmd
+	ctx            context.Context
+	cancel         context.CancelFunc
+	timeout        time.Duration
+	started        time.Time
+	startErr       error
+	res            Result
+	stdout, stderr bytes.Buffer
+}
+
+// Start starts the installed kerr as profile p; Wait collects it.
+func (s *Session) Start(p Profile, o Opts, args ...string) *Running {
+	s.t.Helper()
+	return s.StartProg(p, o, s.h.Kerr, args...)
+}
+
+// StartProg starts any program as profile p with kerr's session environment, in its own
+// process group.
+func (s *Session) StartProg(p Profile, o Opts, prog string, args ...string) *Running {
+	s.t.Helper()
 	dir := o.Dir
 	if dir == "" {
 		dir = s.Dir(p)
 	}
-	timeout := o.Timeout
-	if timeout == 0 {
-		timeout = DefaultTimeout
+	r := &Running{s: s, timeout: o.Timeout}
+	if r.timeout == 0 {
+		r.timeout = DefaultTimeout
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, prog, args...)
+	r.ctx, r.cancel = context.WithTimeout(context.Background(), r.timeout)
+	cmd := exec.CommandContext(r.ctx, prog, args...)
 	cmd.Dir = dir
-	cmd.Env = env
+	cmd.Env = mergeEnv(s.Env(p), o.Env, o.Unset)
 	cmd.Stdin = strings.NewReader(o.Stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if !p.Privileged() {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: p.UID, Gid: p.GID, Groups: []uint32{}}
@@ -254,17 +277,35 @@ func (s *Session) Exec(p Profile, o Opts, prog string, args ...string) Result {
 	// On timeout kill the whole process group: kerr's helpers (tar2sqfs, the starter) too.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-
-	res := Result{Cmd: fmt.Sprintf("[%s in %s] %s %s", p.Name, dir, filepath.Base(prog), shellJoin(args))}
-	start := time.Now()
-	err := cmd.Start()
-	if err == nil {
+	r.cmd = cmd
+	r.res.Cmd = fmt.Sprintf("[%s in %s] %s %s", p.Name, dir, filepath.Base(prog), shellJoin(args))
+	r.started = time.Now()
+	if r.startErr = cmd.Start(); r.startErr == nil {
 		s.mu.Lock()
 		s.pgids[cmd.Process.Pid] = true
 		s.mu.Unlock()
-		err = cmd.Wait()
 	}
-	res.Stdout, res.Stderr = stdout.String(), stderr.String()
+	return r
+}
+
+// Signal sends sig to the command's process (not its group, as a scheduler or `kill` would).
+func (r *Running) Signal(sig syscall.Signal) error {
+	if r.startErr != nil {
+		return r.startErr
+	}
+	return r.cmd.Process.Signal(sig)
+}
+
+// Wait waits for the command and returns what it did.
+func (r *Running) Wait() Result {
+	r.s.t.Helper()
+	defer r.cancel()
+	err := r.startErr
+	if err == nil {
+		err = r.cmd.Wait()
+	}
+	res := r.res
+	res.Stdout, res.Stderr = r.stdout.String(), r.stderr.String()
 	res.Err = err
 	var ee *exec.ExitError
 	switch {
@@ -275,11 +316,11 @@ func (s *Session) Exec(p Profile, o Opts, prog string, args ...string) Result {
 	default:
 		res.Code = -1
 	}
-	if ctx.Err() != nil {
+	if r.ctx.Err() != nil {
 		res.Code = -1
-		res.Err = fmt.Errorf("timed out after %s", timeout)
+		res.Err = fmt.Errorf("timed out after %s", r.timeout)
 	}
-	s.t.Logf("%s -> exit %d (%.1fs)", res.Cmd, res.Code, time.Since(start).Seconds())
+	r.s.t.Logf("%s -> exit %d (%.1fs)", res.Cmd, res.Code, time.Since(r.started).Seconds())
 	return res
 }
 
