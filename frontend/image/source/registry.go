@@ -1,6 +1,7 @@
 package source
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 
@@ -62,7 +64,7 @@ func resolveRegistry(ctx context.Context, src ref.Source, opts Options) (*Image,
 	if img.Digest, err = rimg.Digest(); err != nil {
 		return nil, registryError(src.Raw, err)
 	}
-	if img.RawConfig, err = rimg.RawConfigFile(); err != nil {
+	if img.RawConfig, err = configBlob(rimg, opts); err != nil {
 		return nil, registryError(src.Raw, err)
 	}
 	if img.Config, err = v1.ParseConfigFile(strings.NewReader(string(img.RawConfig))); err != nil {
@@ -118,6 +120,29 @@ func resolveRegistry(ctx context.Context, src ref.Source, opts Options) (*Image,
 		return g.Wait()
 	}
 	return img, nil
+}
+
+// configBlob returns the image's config from the cache, or fetches and caches it: a pull of
+// an image already pulled then costs one manifest request and nothing else.
+func configBlob(rimg v1.Image, opts Options) ([]byte, error) {
+	m, err := rimg.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	d := m.Config.Digest
+	if p, ok := opts.Cache.BlobPath(d); ok {
+		if b, err := os.ReadFile(p); err == nil {
+			return b, nil
+		}
+	}
+	raw, err := rimg.RawConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := opts.Cache.PutBlob(d, m.Config.Size, bytes.NewReader(raw)); err != nil {
+		return nil, err
+	}
+	return raw, nil
 }
 
 func download(opts Options, l v1.Layer, d v1.Hash, size int64, task *progress.Task) error {
@@ -177,6 +202,11 @@ func registryError(what string, err error) error {
 			}
 		}
 		return fmt.Errorf("%s: %s", what, msg)
+	}
+	// go-containerregistry checks what it reads against the manifest; its checks have no
+	// exported error type, so they are recognised by their words.
+	if msg := err.Error(); strings.Contains(msg, "error verifying") || strings.Contains(msg, "does not match expected size") {
+		return fmt.Errorf("%s: blob is corrupt or truncated: %v: %w", what, err, errdefs.ErrInvalidImage)
 	}
 	var nerr net.Error
 	var operr *net.OpError

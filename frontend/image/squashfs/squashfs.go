@@ -11,11 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kerr-hpc/kerr/errdefs"
 )
@@ -30,6 +34,10 @@ type Writer struct {
 	stdin  io.WriteCloser
 	stderr bytes.Buffer
 	out    string
+	// file is out, held open until tar2sqfs is done: tar2sqfs deletes its output when it
+	// fails, and says "I/O error" for a full disk, so kerr keeps the space taken until it
+	// has looked at the disk itself.
+	file *os.File
 }
 
 // Create starts tar2sqfs writing a squashfs image to out (which it overwrites).
@@ -41,18 +49,26 @@ func Create(ctx context.Context, out, compressor string) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tar2sqfs not found (install squashfs-tools-ng): %w", err)
 	}
-	w := &Writer{out: out}
+	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", out, errdefs.ClassifyIO(err))
+	}
+	w := &Writer{out: out, file: f}
 	// -j: compress on every core; -f: out is our own temp file; -q: progress is ours.
+	// It writes through /dev/fd/3, the file kerr opened (see Writer.file).
 	w.cmd = exec.CommandContext(ctx, bin, "-q", "-f", "-c", compressor,
-		"-j", strconv.Itoa(runtime.NumCPU()), "--defaults", "mode=0755", out)
+		"-j", strconv.Itoa(runtime.NumCPU()), "--defaults", "mode=0755", "/dev/fd/3")
+	w.cmd.ExtraFiles = []*os.File{f}
 	w.cmd.Stderr = &w.stderr
 	w.cmd.Stdout = &w.stderr
 	// Killed with us, never left writing an orphaned image.
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if w.stdin, err = w.cmd.StdinPipe(); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("start tar2sqfs: %w", err)
 	}
 	if err := w.cmd.Start(); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("start tar2sqfs: %w", err)
 	}
 	return w, nil
@@ -70,6 +86,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 
 // Close ends the stream and waits for the image to be complete.
 func (w *Writer) Close() error {
+	defer w.file.Close()
 	cerr := w.stdin.Close()
 	if err := w.cmd.Wait(); err != nil {
 		return fmt.Errorf("create squashfs %s: %w", w.out, w.failure(err))
@@ -87,6 +104,17 @@ func (w *Writer) Abort() {
 		_ = w.cmd.Process.Kill()
 	}
 	_ = w.cmd.Wait()
+	_ = w.file.Close()
+}
+
+// diskFull reports whether the filesystem holding dir has (almost) no room left: less than
+// one squashfs block, the least tar2sqfs writes at a time.
+func diskFull(dir string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return st.Bavail*uint64(st.Bsize) < 128<<10
 }
 
 // failure turns tar2sqfs's stderr into an error, marking a full disk.
@@ -95,7 +123,9 @@ func (w *Writer) failure(err error) error {
 	if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
 		msg = msg[i+1:]
 	}
-	if strings.Contains(msg, "No space left") || strings.Contains(msg, "Disk quota") {
+	msg = strings.TrimPrefix(msg, "/dev/fd/3: ")
+	// tar2sqfs reports a full disk as a plain "I/O error", so look at the disk itself.
+	if strings.Contains(msg, "No space left") || strings.Contains(msg, "Disk quota") || diskFull(filepath.Dir(w.out)) {
 		return fmt.Errorf("%s: %w", msg, errdefs.ErrNoSpace)
 	}
 	if msg != "" {
