@@ -184,6 +184,11 @@ func TestRegistryFetchFillsCacheOnce(t *testing.T) {
 			t.Errorf("second pull downloaded cached layer %s %d times", digestOf(t, l), n)
 		}
 	}
+	if cfg, err := img.ConfigName(); err != nil {
+		t.Fatal(err)
+	} else if n := reg.blobGets(cfg); n != 0 {
+		t.Errorf("second pull downloaded the cached config %d times", n)
+	}
 	if es := mustReadLayer(t, again, 1); es["b"].data != "beta" {
 		t.Errorf("layer 1 from the cache = %v", es)
 	}
@@ -269,11 +274,13 @@ func TestRegistryNeedsACache(t *testing.T) {
 }
 
 // TestRegistryCorruptBlobLeavesCacheClean serves a layer whose bytes differ from its digest:
-// Fetch fails and neither the blob nor a partial download stays in the cache.
+// Fetch fails as an invalid image, and neither the layer nor a partial download stays in the
+// cache (the config, which is sound, may).
 func TestRegistryCorruptBlobLeavesCacheClean(t *testing.T) {
 	reg := newTestRegistry(t)
 	layer := gzipLayer(t, file{"a", strings.Repeat("data", 1000)})
-	reg.push(t, "test/img", imageOf(t, "amd64", nil, layer))
+	img0 := imageOf(t, "amd64", nil, layer)
+	reg.push(t, "test/img", img0)
 	reg.mu.Lock()
 	reg.corrupt[digestOf(t, layer).String()] = true
 	reg.mu.Unlock()
@@ -286,11 +293,20 @@ func TestRegistryCorruptBlobLeavesCacheClean(t *testing.T) {
 	if err == nil {
 		t.Fatal("Fetch of a corrupt blob succeeded")
 	}
+	if !errors.Is(err, errdefs.ErrInvalidImage) {
+		t.Errorf("Fetch of a corrupt blob = %v, want ErrInvalidImage", err)
+	}
 	if n := reg.blobGets(digestOf(t, layer)); n == 0 {
 		t.Fatal("the corrupt blob was never requested")
 	}
-	if left := dirEntries(t, filepath.Join(c.Root(), "blobs", "sha256")); len(left) != 0 {
-		t.Errorf("corrupt download left %v in the cache's blobs", left)
+	cfg, err := img0.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range dirEntries(t, filepath.Join(c.Root(), "blobs", "sha256")) {
+		if name != cfg.Hex {
+			t.Errorf("corrupt download left blob %s in the cache", name)
+		}
 	}
 	if left := dirEntries(t, c.TempDir()); len(left) != 0 {
 		t.Errorf("corrupt download left %v in the cache's tmp", left)
@@ -330,5 +346,28 @@ func TestRegistryIndexPicksArch(t *testing.T) {
 	}
 	if _, err := resolveDocker(t, "docker://"+tag.String(), Options{Cache: c, Arch: "s390x"}); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("no image for the arch = %v, want ErrNotFound", err)
+	}
+}
+
+func TestRegistryCorruptConfigIsInvalidImage(t *testing.T) {
+	reg := newTestRegistry(t)
+	img0 := imageOf(t, "amd64", nil, gzipLayer(t, file{"a", "1"}))
+	reg.push(t, "test/img", img0)
+	cfg, err := img0.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.mu.Lock()
+	reg.corrupt[cfg.String()] = true
+	reg.mu.Unlock()
+	c := testCache(t)
+	if _, err := resolveDocker(t, "docker://"+reg.host+"/test/img:latest", Options{Cache: c}); !errors.Is(err, errdefs.ErrInvalidImage) {
+		t.Errorf("Resolve with a corrupt config = %v, want ErrInvalidImage", err)
+	}
+	if left := dirEntries(t, filepath.Join(c.Root(), "blobs", "sha256")); len(left) != 0 {
+		t.Errorf("a corrupt config left %v in the cache", left)
+	}
+	if left := dirEntries(t, c.TempDir()); len(left) != 0 {
+		t.Errorf("a corrupt config left %v in the cache's tmp", left)
 	}
 }
