@@ -61,10 +61,7 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand:      true,
 		EnableBashCompletion: false,
 		OnUsageError:         usageError,
-		CommandNotFound: func(c *cli.Context, name string) {
-			// Reported through the returned error by Main.
-		},
-		ExitErrHandler: func(*cli.Context, error) {}, // Main prints errors itself
+		ExitErrHandler:       func(*cli.Context, error) {}, // Main prints errors itself
 		Description: `kerr runs containers from SIF images. This build pulls and builds images
 (registries, OCI layouts and archives, Docker archives, directories), and inspects SIF files.
 
@@ -94,12 +91,29 @@ func Main(args []string) int {
 }
 
 func runApp(ctx context.Context, app *cli.App, args []string) error {
-	if len(args) > 1 {
-		if cmd := args[1]; !strings.HasPrefix(cmd, "-") && app.Command(cmd) == nil {
-			return fmt.Errorf("unknown command %q: see 'kerr --help': %w", cmd, errdefs.ErrUsage)
+	// urfave/cli runs the app's action for an unknown command; kerr's global flags take no
+	// values, so the first argument that is not a flag is the command.
+	for _, a := range args[1:] {
+		if strings.HasPrefix(a, "-") {
+			continue
 		}
+		if a != "help" && app.Command(a) == nil {
+			return fmt.Errorf("unknown command %q: see 'kerr --help': %w", a, errdefs.ErrUsage)
+		}
+		break
 	}
 	return app.RunContext(ctx, args)
+}
+
+// groupAction is the action of a command group (`kerr sif`, `kerr cache`): reached only
+// without a known subcommand, which is a usage error.
+func groupAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("unknown command %q for 'kerr %s': see 'kerr %s --help': %w",
+			c.Args().First(), c.Command.Name, c.Command.Name, errdefs.ErrUsage)
+	}
+	_ = cli.ShowSubcommandHelp(c)
+	return fmt.Errorf("'kerr %s' needs a command: %w", c.Command.Name, errdefs.ErrUsage)
 }
 
 // oneLine flattens an error message so that the user always sees exactly one line, without
@@ -119,7 +133,7 @@ func oneLine(err error) string {
 func needArgs(c *cli.Context, min, max int, usage string) error {
 	n := c.NArg()
 	if n < min || (max >= 0 && n > max) {
-		return fmt.Errorf("usage: kerr %s %s: %w", c.Command.FullName(), usage, errdefs.ErrUsage)
+		return fmt.Errorf("usage: %s %s: %w", c.Command.HelpName, usage, errdefs.ErrUsage)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ func cacheCommand() *cli.Command {
 		Name:         "cache",
 		Usage:        "list or clean the image cache ($KERR_CACHEDIR, default ~/.cache/kerr)",
 		OnUsageError: usageError,
+		Action:       groupAction,
 		Subcommands: []*cli.Command{
 			{
 				Name:         "list",

@@ -18,6 +18,7 @@ func sifCommand() *cli.Command {
 		Name:         "sif",
 		Usage:        "look at the objects inside a SIF file",
 		OnUsageError: usageError,
+		Action:       groupAction,
 		Subcommands: []*cli.Command{
 			{
 				Name:         "list",

@@ -107,9 +107,13 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	}
 	defer img.Close()
 
+	// Only registry pulls are worth a cached SIF: they save a download, and a registry
+	// reference names the same image each time. The key holds everything that shapes the
+	// SIF besides the manifest: the source as written (it is in the labels), the
+	// architecture and the compressor.
 	key := ""
-	if img.Digest.Hex != "" && !opts.Sandbox {
-		key = cache.SIFKey(img.Digest, img.Arch, layoutVersion)
+	if src.Transport == ref.Docker && img.Digest.Hex != "" && !opts.Sandbox {
+		key = cache.SIFKey(img.Digest, img.Arch, layoutVersion+"\x00"+compressorName(opts.Compressor)+"\x00"+src.Raw)
 		if cached, ok := c.SIFPath(key); ok {
 			rep.Infof("Using cached SIF for %s", img.Digest)
 			if err := copyInto(cached, out, opts.Force); err != nil {
@@ -231,19 +235,24 @@ func buildSIF(ctx context.Context, img *source.Image, fo flatten.Options, labels
 		return 0, fmt.Errorf("open squashfs: %w", err)
 	}
 	defer sq.Close()
-	tmpSIF := filepath.Join(dir, "."+base+".kerr-tmp")
-	_ = os.Remove(tmpSIF) // left by an earlier run killed with -9
+	tmp, err := os.CreateTemp(dir, "."+base+".kerr-*.sif")
+	if err != nil {
+		return 0, fmt.Errorf("create temporary SIF in %s: %w", dir, errdefs.ClassifyIO(err))
+	}
+	tmpSIF := tmp.Name()
+	defer os.Remove(tmpSIF) // a no-op once it has its final name
 	deffile := fmt.Sprintf("bootstrap: %s\nfrom: %s\n", img.Bootstrap, strings.TrimPrefix(opts.Source, img.Bootstrap+"://"))
-	err = sifimage.Write(tmpSIF, sifimage.Contents{
+	err = sifimage.WriteFile(tmp, sifimage.Contents{
 		Squashfs: sq, Arch: sifArch(img.Arch), Deffile: deffile, Labels: labels,
 		OCIConfig: img.RawConfig, Created: time.Now(),
 	})
 	if err != nil {
-		os.Remove(tmpSIF)
 		return 0, errdefs.ClassifyIO(err)
 	}
+	if err := os.Chmod(tmpSIF, 0o755); err != nil {
+		return 0, fmt.Errorf("chmod %s: %w", tmpSIF, err)
+	}
 	if err := replace(tmpSIF, out, opts.Force); err != nil {
-		os.Remove(tmpSIF)
 		return 0, err
 	}
 	return stats.Skipped, nil

@@ -253,7 +253,13 @@ func (f *flattener) layer(open Layer, src int32) error {
 		return fmt.Errorf("opening %s: %w", f.label(src), err)
 	}
 	err = f.readLayer(tar.NewReader(rc), src)
-	if cerr := rc.Close(); err == nil && cerr != nil {
+	cerr := rc.Close()
+	switch {
+	case cerr == nil:
+	case err == nil,
+		// The layer's own check (a digest mismatch found when closing) explains a failed
+		// read better than the symptom the tar reader saw.
+		f.ctx.Err() == nil && errors.Is(cerr, errdefs.ErrInvalidImage) && !errors.Is(err, errdefs.ErrInvalidImage):
 		err = fmt.Errorf("closing %s: %w", f.label(src), cerr)
 	}
 	return err

@@ -30,19 +30,9 @@ func (i *Image) ReadRootFile(name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read root filesystem of %s: %v: %w", i.f.Name(), err, errdefs.ErrInvalidImage)
 	}
-	p := strings.TrimPrefix(path.Clean("/"+name), "/")
-	for hops := 0; hops < 40; hops++ {
-		target, isLink, err := readlink(sq, p)
-		if err != nil {
-			return nil, err
-		}
-		if !isLink {
-			break
-		}
-		if !path.IsAbs(target) {
-			target = path.Join(path.Dir(p), target)
-		}
-		p = strings.TrimPrefix(path.Clean("/"+target), "/")
+	p, err := resolve(sq, name)
+	if err != nil {
+		return nil, err
 	}
 	f, err := sq.OpenFile(p, 0)
 	if err != nil {
@@ -58,7 +48,61 @@ func (i *Image) ReadRootFile(name string) ([]byte, error) {
 	return b, nil
 }
 
-// readlink reports whether p is a symlink in the image and where it points.
+// maxSymlinks is how many symlinks a lookup follows before giving up, as the kernel's ELOOP.
+const maxSymlinks = 40
+
+// resolve turns name into a path inside the image with no symlink in any component,
+// following links the way the kernel would inside a chroot: absolute targets start again at
+// the image's root and ".." never climbs above it. The image is hostile input: a cycle is an
+// error, never a loop.
+func resolve(sq *squashfs.FileSystem, name string) (string, error) {
+	todo := splitPath(name)
+	var done []string
+	for hops := 0; len(todo) > 0; {
+		c := todo[0]
+		todo = todo[1:]
+		if c == ".." {
+			if len(done) > 0 {
+				done = done[:len(done)-1]
+			}
+			continue
+		}
+		cur := path.Join(append(done, c)...)
+		target, isLink, err := readlink(sq, cur)
+		if err != nil {
+			return "", err
+		}
+		if !isLink {
+			done = append(done, c)
+			continue
+		}
+		if hops++; hops > maxSymlinks {
+			return "", fmt.Errorf("/%s: too many levels of symbolic links: %w", cur, errdefs.ErrInvalidImage)
+		}
+		if path.IsAbs(target) {
+			done = done[:0]
+		}
+		todo = append(splitPath(target), todo...)
+	}
+	if len(done) == 0 {
+		return ".", nil
+	}
+	return path.Join(done...), nil
+}
+
+// splitPath returns the non-empty, non-"." components of p.
+func splitPath(p string) []string {
+	var out []string
+	for _, c := range strings.Split(p, "/") {
+		if c != "" && c != "." {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// readlink reports whether p (a clean relative path) is a symlink in the image and where it
+// points.
 func readlink(sq *squashfs.FileSystem, p string) (string, bool, error) {
 	entries, err := sq.ReadDir(path.Dir(p))
 	if err != nil {
@@ -79,7 +123,7 @@ func readlink(sq *squashfs.FileSystem, p string) (string, bool, error) {
 		if st, ok := info.Sys().(*squashfs.StatT); ok && st.LinkTarget != "" {
 			return st.LinkTarget, true, nil
 		}
-		return "", false, fmt.Errorf("/%s: cannot read symlink", p)
+		return "", false, fmt.Errorf("/%s: unreadable symlink: %w", p, errdefs.ErrInvalidImage)
 	}
 	return "", false, fmt.Errorf("/%s: %w", p, fs.ErrNotExist)
 }

@@ -43,44 +43,29 @@ type Contents struct {
 // Write creates a SIF at path (which must not exist yet: the caller writes to a temp name
 // and renames it) from c.
 func Write(path string, c Contents) error {
-	labels, err := json.MarshalIndent(c.Labels, "", "\t")
-	if err != nil {
-		return fmt.Errorf("encode labels: %w", err)
-	}
-	t := c.Created
-	var dis []sif.DescriptorInput
-	add := func(dt sif.DataType, r io.Reader, opts ...sif.DescriptorInputOpt) error {
-		opts = append(opts, sif.OptObjectTime(t))
-		di, err := sif.NewDescriptorInput(dt, r, opts...)
-		if err != nil {
-			return fmt.Errorf("sif descriptor %v: %w", dt, err)
-		}
-		dis = append(dis, di)
-		return nil
-	}
-	if c.Deffile != "" {
-		if err := add(sif.DataDeffile, bytes.NewReader([]byte(c.Deffile))); err != nil {
-			return err
-		}
-	}
-	if err := add(sif.DataLabels, bytes.NewReader(labels)); err != nil {
-		return err
-	}
-	if c.OCIConfig != nil {
-		if err := add(sif.DataGenericJSON, bytes.NewReader(c.OCIConfig), sif.OptObjectName(ConfigName)); err != nil {
-			return err
-		}
-	}
-	if err := add(sif.DataPartition, c.Squashfs,
-		sif.OptPartitionMetadata(sif.FsSquash, sif.PartPrimSys, c.Arch)); err != nil {
-		return err
-	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o755)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
+	return WriteFile(f, c)
+}
+
+// WriteFile writes a SIF from c into f, an empty file opened for reading and writing (a
+// fresh temp file), and closes f.
+func WriteFile(f *os.File, c Contents) error {
+	path := f.Name()
+	labels, err := json.MarshalIndent(c.Labels, "", "\t")
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("encode labels: %w", err)
+	}
+	dis, err := descriptors(c, labels)
+	if err != nil {
+		f.Close()
+		return err
+	}
 	fi, err := sif.CreateContainer(f, sif.OptCreateWithLaunchScript(LaunchScript), sif.OptCreateWithCloseOnUnload(false),
-		sif.OptCreateWithTime(t), sif.OptCreateWithDescriptors(dis...))
+		sif.OptCreateWithTime(c.Created), sif.OptCreateWithDescriptors(dis...))
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
@@ -97,6 +82,39 @@ func Write(path string, c Contents) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// descriptors lists the data objects of a SIF for c, the root filesystem last.
+func descriptors(c Contents, labels []byte) ([]sif.DescriptorInput, error) {
+	t := c.Created
+	var dis []sif.DescriptorInput
+	add := func(dt sif.DataType, r io.Reader, opts ...sif.DescriptorInputOpt) error {
+		opts = append(opts, sif.OptObjectTime(t))
+		di, err := sif.NewDescriptorInput(dt, r, opts...)
+		if err != nil {
+			return fmt.Errorf("sif descriptor %v: %w", dt, err)
+		}
+		dis = append(dis, di)
+		return nil
+	}
+	if c.Deffile != "" {
+		if err := add(sif.DataDeffile, bytes.NewReader([]byte(c.Deffile))); err != nil {
+			return nil, err
+		}
+	}
+	if err := add(sif.DataLabels, bytes.NewReader(labels)); err != nil {
+		return nil, err
+	}
+	if c.OCIConfig != nil {
+		if err := add(sif.DataGenericJSON, bytes.NewReader(c.OCIConfig), sif.OptObjectName(ConfigName)); err != nil {
+			return nil, err
+		}
+	}
+	if err := add(sif.DataPartition, c.Squashfs,
+		sif.OptPartitionMetadata(sif.FsSquash, sif.PartPrimSys, c.Arch)); err != nil {
+		return nil, err
+	}
+	return dis, nil
 }
 
 // Image is an open SIF file.

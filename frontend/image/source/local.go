@@ -248,7 +248,7 @@ func resolveDockerArchive(src ref.Source, opts Options) (*Image, error) {
 
 // resolveDirectory reads a local root filesystem directory as a single layer, streamed as a
 // tar without copying it.
-func resolveDirectory(src ref.Source) (*Image, error) {
+func resolveDirectory(ctx context.Context, src ref.Source) (*Image, error) {
 	dir, err := filepath.Abs(src.Path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.Path, err)
@@ -264,7 +264,7 @@ func resolveDirectory(src ref.Source) (*Image, error) {
 		Bootstrap: "localimage",
 		layers: []layer{{size: -1, open: func() (io.ReadCloser, error) {
 			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(writeDirTar(context.Background(), dir, pw)) }()
+			go func() { pw.CloseWithError(writeDirTar(ctx, dir, pw)) }()
 			return pr, nil
 		}}},
 	}, nil

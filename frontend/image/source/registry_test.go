@@ -207,16 +207,20 @@ func TestRegistryUnknownTagIsNotFound(t *testing.T) {
 	}
 }
 
-func TestRegistrySinglePlatformImageIgnoresArch(t *testing.T) {
+func TestRegistrySinglePlatformImageMustMatchArch(t *testing.T) {
 	reg := newTestRegistry(t)
 	reg.push(t, "test/img", imageOf(t, "amd64", nil, gzipLayer(t, file{"a", "1"})))
-	// A single-platform image is taken as it is; its config says what it is.
-	img, err := resolveDocker(t, "docker://"+reg.host+"/test/img:latest", Options{Cache: testCache(t), Arch: "arm64"})
+	// Without --arch a single-platform image is taken as it is; its config says what it is.
+	img, err := resolveDocker(t, "docker://"+reg.host+"/test/img:latest", Options{Cache: testCache(t)})
 	if err != nil {
 		t.Fatalf("Resolve: %v", err)
 	}
 	if img.Arch != "amd64" {
 		t.Errorf("Arch = %s, want the config's amd64", img.Arch)
+	}
+	// An explicit --arch that the image is not: no image for that platform.
+	if _, err := resolveDocker(t, "docker://"+reg.host+"/test/img:latest", Options{Cache: testCache(t), Arch: "arm64"}); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("arm64 of an amd64-only image = %v, want ErrNotFound", err)
 	}
 }
 

@@ -77,19 +77,32 @@ type layer struct {
 
 // Resolve finds the image src names and reads its manifest and config.
 func Resolve(ctx context.Context, src ref.Source, opts Options) (*Image, error) {
+	var img *Image
+	var err error
 	switch src.Transport {
 	case ref.Docker:
-		return resolveRegistry(ctx, src, opts)
+		img, err = resolveRegistry(ctx, src, opts)
 	case ref.OCILayout:
-		return resolveLayout(src.Path, src.Tag, opts, nil)
+		img, err = resolveLayout(src.Path, src.Tag, opts, nil)
 	case ref.OCIArchive:
-		return resolveOCIArchive(src, opts)
+		img, err = resolveOCIArchive(src, opts)
 	case ref.DockerArchive:
-		return resolveDockerArchive(src, opts)
+		img, err = resolveDockerArchive(src, opts)
 	case ref.Directory:
-		return resolveDirectory(src)
+		img, err = resolveDirectory(ctx, src)
+	default:
+		return nil, fmt.Errorf("transport %q: %w", src.Transport, errdefs.ErrUsage)
 	}
-	return nil, fmt.Errorf("transport %q: %w", src.Transport, errdefs.ErrUsage)
+	if err != nil {
+		return nil, err
+	}
+	// A single-platform image has no index to choose from: an explicit --arch must still
+	// match what it is, or the user gets binaries that cannot run.
+	if opts.Arch != "" && img.Config != nil && img.Config.Architecture != "" && img.Config.Architecture != opts.Arch {
+		img.Close()
+		return nil, fmt.Errorf("%s is an image for linux/%s, not linux/%s: %w", src.Raw, img.Config.Architecture, opts.Arch, errdefs.ErrNotFound)
+	}
+	return img, nil
 }
 
 // Fetch downloads what is not local yet.
@@ -185,8 +198,10 @@ func decompress(r io.Reader, under io.Closer) (*layerStream, error) {
 	return &layerStream{Reader: full, closers: []func() error{under.Close}, drain: full}, nil
 }
 
-// layerStream is a decompressed layer. Close reads what the tar reader left unread (the
-// end-of-archive padding) so that the digest check at EOF runs, and reports a mismatch.
+// layerStream is a decompressed layer. A decompressor failure is a corrupt image. Close reads
+// the rest of the stored (compressed) stream, which the tar and gzip readers leave unread
+// after the end-of-archive marker or after an error, so that the digest check at its end
+// runs: a digest mismatch is the more useful report than the decompressor's complaint.
 type layerStream struct {
 	io.Reader
 	drain   io.Reader
@@ -194,11 +209,16 @@ type layerStream struct {
 	done    func(error)
 }
 
-func (l *layerStream) Close() error {
-	_, err := io.Copy(io.Discard, l.Reader)
-	if err == nil {
-		_, err = io.Copy(io.Discard, l.drain)
+func (l *layerStream) Read(p []byte) (int, error) {
+	n, err := l.Reader.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errdefs.ErrInvalidImage) {
+		err = fmt.Errorf("layer is corrupt: %v: %w", err, errdefs.ErrInvalidImage)
 	}
+	return n, err
+}
+
+func (l *layerStream) Close() error {
+	_, err := io.Copy(io.Discard, l.drain)
 	for _, c := range l.closers {
 		if cerr := c(); err == nil {
 			err = cerr

@@ -38,6 +38,9 @@ type Writer struct {
 	// fails, and says "I/O error" for a full disk, so kerr keeps the space taken until it
 	// has looked at the disk itself.
 	file *os.File
+
+	waited  bool
+	waitErr error
 }
 
 // Create starts tar2sqfs writing a squashfs image to out (which it overwrites).
@@ -78,33 +81,47 @@ func Create(ctx context.Context, out, compressor string) (*Writer, error) {
 func (w *Writer) Write(p []byte) (int, error) {
 	n, err := w.stdin.Write(p)
 	if err != nil {
-		// tar2sqfs stopped reading: its own message says why.
-		return n, fmt.Errorf("write to tar2sqfs: %w", w.failure(err))
+		// tar2sqfs stopped reading: wait for it, then its own message says why.
+		if werr := w.wait(); werr != nil {
+			return n, fmt.Errorf("create squashfs %s: %w", w.out, werr)
+		}
+		return n, fmt.Errorf("write to tar2sqfs: %w", err)
 	}
 	return n, nil
 }
 
 // Close ends the stream and waits for the image to be complete.
 func (w *Writer) Close() error {
-	defer w.file.Close()
-	cerr := w.stdin.Close()
-	if err := w.cmd.Wait(); err != nil {
-		return fmt.Errorf("create squashfs %s: %w", w.out, w.failure(err))
-	}
-	if cerr != nil && !errors.Is(cerr, io.ErrClosedPipe) {
-		return fmt.Errorf("create squashfs %s: %w", w.out, cerr)
+	if err := w.wait(); err != nil {
+		return fmt.Errorf("create squashfs %s: %w", w.out, err)
 	}
 	return nil
 }
 
 // Abort stops tar2sqfs without waiting for a complete image.
 func (w *Writer) Abort() {
-	_ = w.stdin.Close()
-	if w.cmd.Process != nil {
+	if !w.waited && w.cmd.Process != nil {
 		_ = w.cmd.Process.Kill()
 	}
-	_ = w.cmd.Wait()
+	_ = w.wait()
+}
+
+// wait closes tar2sqfs's input, waits for it once, and remembers the outcome. Its stderr is
+// read only after it has exited, when nothing writes to the buffer any more.
+func (w *Writer) wait() error {
+	if w.waited {
+		return w.waitErr
+	}
+	w.waited = true
+	cerr := w.stdin.Close()
+	if err := w.cmd.Wait(); err != nil {
+		w.waitErr = w.failure(err)
+	} else if cerr != nil && !errors.Is(cerr, io.ErrClosedPipe) && !errors.Is(cerr, os.ErrClosed) {
+		w.waitErr = cerr
+	}
+	// The space tar2sqfs used is looked at (failure) before the file is let go.
 	_ = w.file.Close()
+	return w.waitErr
 }
 
 // diskFull reports whether the filesystem holding dir has (almost) no room left: less than
