@@ -23,6 +23,9 @@ type diagnostics struct {
 	// KerrBlobsCached is `kerr pull` with every blob already in its cache (and no SIF cached):
 	// flatten, tar2sqfs and the SIF, without the download.
 	KerrBlobsCached measure `json:"kerr_blobs_cached"`
+	// KerrVariants are cold pulls with kerr's tar2sqfs given extra options (through a
+	// wrapper first in PATH): what changing kerr's tar2sqfs arguments would gain.
+	KerrVariants []variant `json:"kerr_tar2sqfs_variants"`
 	// Gunzip is decompressing every layer in one goroutine, as kerr's flattener reads them.
 	Gunzip measure `json:"gunzip_layers"`
 	// Tar2sqfs and Mksquashfs build a squashfs from the same flattened content: tar2sqfs from
@@ -31,9 +34,24 @@ type diagnostics struct {
 	Tar2sqfsBytes   int64   `json:"tar2sqfs_bytes"`
 	Mksquashfs      measure `json:"mksquashfs_from_dir"`
 	MksquashfsBytes int64   `json:"mksquashfs_bytes"`
-	FlatTarBytes    int64   `json:"flat_tar_bytes"`
-	Content         content `json:"content"`
+	// Tar2sqfsLevel6 is tar2sqfs with gzip level 6 instead of the default 9 (which
+	// mksquashfs uses too): what a faster kerr default would cost in size.
+	Tar2sqfsLevel6      measure `json:"tar2sqfs_gzip6_from_tar"`
+	Tar2sqfsLevel6Bytes int64   `json:"tar2sqfs_gzip6_bytes"`
+	FlatTarBytes        int64   `json:"flat_tar_bytes"`
+	Content             content `json:"content"`
 }
+
+// variant is a cold kerr pull whose tar2sqfs got Options too.
+type variant struct {
+	Options     string  `json:"tar2sqfs_options"`
+	Run         measure `json:"run"`
+	OutputBytes int64   `json:"output_bytes"`
+}
+
+// tar2sqfsVariants: a deeper queue between tar2sqfs's reader and its compressor threads
+// (the default is 10 blocks per job, too few to keep 2 cores busy), and gzip level 6.
+var tar2sqfsVariants = []string{"-Q 100", "-Q 100 -X level=6"}
 
 // content compares the root filesystems of both outputs, path by path.
 type content struct {
@@ -71,6 +89,13 @@ func (b *bench) diagnose(ctx context.Context, layers []layerFile) (*diagnostics,
 	if err := removeAll(cache, out); err != nil {
 		return nil, err
 	}
+	for i, opts := range tar2sqfsVariants {
+		v, err := b.kerrVariant(ctx, filepath.Join(b.work, fmt.Sprintf("variant%d", i)), opts)
+		if err != nil {
+			return nil, err
+		}
+		d.KerrVariants = append(d.KerrVariants, v)
+	}
 
 	b.settle()
 	if d.Gunzip, err = gunzipAll(layers); err != nil {
@@ -99,16 +124,15 @@ func (b *bench) diagnose(ctx context.Context, layers []layerFile) (*diagnostics,
 	}
 	d.MksquashfsBytes = fileSize(p.sqfs)
 	b.settle()
-	tf, err := os.Open(tarPath)
-	if err != nil {
-		return nil, err
-	}
-	d.Tar2sqfs, err = runCmd(ctx, nil, tf, "tar2sqfs", "-q", "-f", "-c", "gzip", "-j", strconv.Itoa(b.cpus), tsqfs)
-	tf.Close()
-	if err != nil {
+	if d.Tar2sqfs, err = b.tar2sqfs(ctx, tarPath, tsqfs); err != nil {
 		return nil, err
 	}
 	d.Tar2sqfsBytes = fileSize(tsqfs)
+	b.settle()
+	if d.Tar2sqfsLevel6, err = b.tar2sqfs(ctx, tarPath, tsqfs, "-X", "level=6"); err != nil {
+		return nil, err
+	}
+	d.Tar2sqfsLevel6Bytes = fileSize(tsqfs)
 
 	baseList, err := squashfsListing(ctx, p.sqfs, 0)
 	if err != nil {
@@ -116,6 +140,41 @@ func (b *bench) diagnose(ctx context.Context, layers []layerFile) (*diagnostics,
 	}
 	d.Content = compare(kerrList, baseList)
 	return d, removeAll(p.all()...)
+}
+
+// kerrVariant times a cold kerr pull whose tar2sqfs is a wrapper in dir adding opts.
+func (b *bench) kerrVariant(ctx context.Context, dir, opts string) (variant, error) {
+	bin, err := exec.LookPath("tar2sqfs")
+	if err != nil {
+		return variant{}, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return variant{}, err
+	}
+	defer os.RemoveAll(dir)
+	script := fmt.Sprintf("#!/bin/sh\nexec %s %s \"$@\"\n", bin, opts)
+	if err := os.WriteFile(filepath.Join(dir, "tar2sqfs"), []byte(script), 0o755); err != nil {
+		return variant{}, err
+	}
+	cache := filepath.Join(dir, "cache")
+	out := filepath.Join(dir, "kerr.sif")
+	b.settle()
+	m, err := b.kerrPull(ctx, cache, out, "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	if err != nil {
+		return variant{}, fmt.Errorf("kerr with tar2sqfs %s: %w", opts, err)
+	}
+	return variant{Options: opts, Run: m, OutputBytes: fileSize(out)}, nil
+}
+
+// tar2sqfs runs tar2sqfs the way kerr does, with extra options, on the tar in file.
+func (b *bench) tar2sqfs(ctx context.Context, tarPath, out string, extra ...string) (measure, error) {
+	tf, err := os.Open(tarPath)
+	if err != nil {
+		return measure{}, err
+	}
+	defer tf.Close()
+	args := append([]string{"tar2sqfs", "-q", "-f", "-c", "gzip", "-j", strconv.Itoa(b.cpus)}, extra...)
+	return runCmd(ctx, nil, tf, append(args, out)...)
 }
 
 // gunzipAll decompresses every layer file, one after the other, and discards the bytes.

@@ -20,8 +20,9 @@ import (
 // MaxRSS the largest single process.
 //
 // Others is the share of the machine's CPU capacity that other processes used meanwhile
-// (from /proc/stat, less what this command used): well above zero, someone else was busy on
-// the machine and the wall time is inflated.
+// (from /proc/stat, less what this command used; kernel threads writing back this command's
+// output count too, a few percent): well above that, someone else was busy on the machine
+// and the wall time is inflated.
 type measure struct {
 	Wall   float64 `json:"wall_s"`
 	CPU    float64 `json:"cpu_s"`
@@ -59,7 +60,23 @@ func busyCPU() float64 {
 }
 
 // runCmd runs args with env (nil: ours) and stdin (nil: none) and measures it.
+//
+// The peak RSS comes from GNU time when it is installed: Go starts commands with vfork, and
+// the kernel carries the parent's peak RSS over to the child at exec, so the wait4 figure of a
+// command started from here is never below this process's own peak. time forks for real.
 func runCmd(ctx context.Context, env []string, stdin io.Reader, args ...string) (measure, error) {
+	shown := strings.Join(args, " ")
+	var rssFile string
+	if tb, err := exec.LookPath("time"); err == nil && filepath.IsAbs(tb) {
+		f, err := os.CreateTemp("", "bench-rss-")
+		if err != nil {
+			return measure{}, err
+		}
+		rssFile = f.Name()
+		f.Close()
+		defer os.Remove(rssFile)
+		args = append([]string{tb, "-f", "%M", "-o", rssFile}, args...)
+	}
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = env
 	cmd.Stdin = stdin
@@ -76,9 +93,17 @@ func runCmd(ctx context.Context, env []string, stdin io.Reader, args ...string) 
 			m.MaxRSS = ru.Maxrss
 		}
 	}
+	if rssFile != "" {
+		b, _ := os.ReadFile(rssFile)
+		// On failure time writes "Command exited with non-zero status N" first.
+		last := lastLines(string(b), 1)
+		if kib, perr := strconv.ParseInt(strings.TrimSpace(last), 10, 64); perr == nil {
+			m.MaxRSS = kib
+		}
+	}
 	m.Others = max(0, busy-m.CPU) / (m.Wall * float64(runtime.NumCPU()))
 	if err != nil {
-		return m, fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, lastLines(out.String(), 15))
+		return m, fmt.Errorf("%s: %w\n%s", shown, err, lastLines(out.String(), 15))
 	}
 	return m, nil
 }
@@ -118,8 +143,8 @@ type kerrRun struct {
 	OutputBytes int64 `json:"output_bytes"`
 }
 
-func (b *bench) kerrPull(ctx context.Context, cache, out string) (measure, error) {
-	env := append(os.Environ(), "KERR_CACHEDIR="+cache)
+func (b *bench) kerrPull(ctx context.Context, cache, out string, env ...string) (measure, error) {
+	env = append(append(os.Environ(), "KERR_CACHEDIR="+cache), env...)
 	return runCmd(ctx, env, nil, b.kerr, "-q", "pull", "--insecure", out, "docker://"+b.ref)
 }
 
