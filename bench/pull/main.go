@@ -43,7 +43,7 @@ func main() {
 	var c config
 	flag.IntVar(&c.n, "n", 3, "iterations of each pipeline")
 	flag.StringVar(&c.kerr, "kerr", "", "kerr binary to measure (default: build ./cmd/kerr)")
-	flag.StringVar(&c.work, "work", "", "scratch directory; outputs and caches go there (default: bench/out/work-*)")
+	flag.StringVar(&c.work, "work", "", "scratch directory; outputs and caches go there (default: $TMPDIR/kerr-bench-pull-*)")
 	flag.StringVar(&c.out, "o", "", "JSON report (default: bench/out/pull.json)")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the generated image")
 	flag.Float64Var(&c.scale, "scale", 1, "image size factor (1: about 200 MB compressed)")
@@ -86,10 +86,8 @@ func run(ctx context.Context, c config) error {
 		c.out = filepath.Join(outDir, "pull.json")
 	}
 	if c.work == "" {
-		if err := os.MkdirAll(outDir, 0o755); err != nil {
-			return err
-		}
-		if c.work, err = os.MkdirTemp(outDir, "work-"); err != nil {
+		// Outside the source tree: `go test ./...` must not see a tree that changes under it.
+		if c.work, err = os.MkdirTemp("", "kerr-bench-pull-"); err != nil {
 			return err
 		}
 	} else if err := os.MkdirAll(c.work, 0o755); err != nil {
