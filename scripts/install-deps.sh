@@ -53,27 +53,14 @@ fi
 go_required=$(sed -n 's/^go \([0-9][0-9.]*\)[[:space:]]*$/\1/p' "$srcdir/go.mod")
 [ -n "$go_required" ] || die "no 'go' line in $srcdir/go.mod"
 
-ver_ge() {
-	awk -v a="$1" -v b="$2" 'BEGIN {
-		na = split(a, x, "."); nb = split(b, y, ".")
-		n = na > nb ? na : nb
-		for (i = 1; i <= n; i++) {
-			if (x[i] + 0 > y[i] + 0) exit 0
-			if (x[i] + 0 < y[i] + 0) exit 1
-		}
-		exit 0
-	}'
-}
-
-go_version() {
-	(cd / && GOTOOLCHAIN=local "$1" env GOVERSION 2>/dev/null) | sed -n 's/^go\([0-9][0-9.]*\).*/\1/p'
-}
+# ver_ge and go_local_version are shared with ./mconfig.
+. "$srcdir/mlocal/checks.sh"
 
 # The newest go among the usual places.
 go_cmd="" go_have=""
 for cand in "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go /usr/local/bin/go /usr/lib/go/bin/go; do
 	[ -n "$cand" ] && [ -x "$cand" ] || continue
-	v=$(go_version "$cand")
+	v=$(go_local_version "$cand")
 	[ -n "$v" ] || continue
 	if [ -z "$go_have" ] || ! ver_ge "$go_have" "$v"; then
 		go_cmd=$cand go_have=$v
@@ -120,7 +107,7 @@ else
 	ln -sf "$dest/bin/go" /usr/local/bin/go
 	ln -sf "$dest/bin/gofmt" /usr/local/bin/gofmt
 	go_cmd=/usr/local/bin/go
-	go_have=$(go_version "$go_cmd")
+	go_have=$(go_local_version "$go_cmd")
 	ver_ge "$go_have" "$go_required" || die "installed go$go_have, still older than go$go_required"
 	go_note=" (installed; put /usr/local/bin first in PATH)"
 fi
