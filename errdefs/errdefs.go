@@ -17,8 +17,9 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrNotFound: the image, tag, manifest, platform or local file does not exist.
 	ErrNotFound = errors.New("not found")
-	// ErrDenied: the registry refused the credentials (401/403). A local permission error
-	// (EACCES on a file) is a plain failure, exit 1, with the system's message.
+	// ErrDenied: the registry refused the credentials (401/403), or a root-only command was
+	// run without root. A local permission error (EACCES on a file) is a plain failure,
+	// exit 1, with the system's message.
 	ErrDenied = errors.New("access denied")
 	// ErrUnavailable: the registry could not be reached or answered with a server error.
 	ErrUnavailable = errors.New("unavailable")

@@ -18,6 +18,7 @@ import (
 	"github.com/kerr-hpc/kerr/buildcfg"
 	"github.com/kerr-hpc/kerr/errdefs"
 	"github.com/kerr-hpc/kerr/frontend/image/progress"
+	"github.com/kerr-hpc/kerr/frontend/launch"
 )
 
 // globals are the flags every command sees, read once from the context.
@@ -57,13 +58,15 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 			inspectCommand(),
 			sifCommand(),
 			cacheCommand(),
+			ociCommand(),
 		},
 		HideHelpCommand:      true,
 		EnableBashCompletion: false,
 		OnUsageError:         usageError,
 		ExitErrHandler:       func(*cli.Context, error) {}, // Main prints errors itself
 		Description: `kerr runs containers from SIF images. This build pulls and builds images
-(registries, OCI layouts and archives, Docker archives, directories), and inspects SIF files.
+(registries, OCI layouts and archives, Docker archives, directories), inspects SIF files,
+and, for root, turns SIF files into OCI bundles ('kerr oci mount').
 
 Exit codes: 0 success, 1 failure, 2 usage, 3 output exists, 4 not found, 5 access denied,
 6 registry unreachable, 7 invalid image, 8 disk full (docs/exit-codes.md).`,
@@ -87,7 +90,7 @@ func Main(args []string) int {
 	if ctx.Err() != nil {
 		return 128 + int(syscall.SIGINT)
 	}
-	return errdefs.ExitCode(err)
+	return launch.ExitCode(err)
 }
 
 func runApp(ctx context.Context, app *cli.App, args []string) error {
