@@ -1,6 +1,7 @@
 # Installing. starter-suid is setuid root only when installed by root; it is put in place
 # with a rename, so a half-written setuid file never exists under its real name. Files in
 # etc/ never overwrite what an admin has edited: the new version goes next to it as .new.
+# etc/ mirrors $(sysconfdir): etc/kerr/seccomp.json installs as $(sysconfdir)/kerr/seccomp.json.
 KERR_LIBEXEC := $(DESTDIR)$(LIBEXECDIR)/kerr/bin
 KERR_ETC := $(DESTDIR)$(SYSCONFDIR)/kerr
 
@@ -23,7 +24,7 @@ ifneq ($(WITH_SUID),)
 endif
 	@set -e; if [ -d $(SRCDIR)/etc ]; then cd $(SRCDIR)/etc; \
 	find . -type f | sort | while read -r f; do \
-		f=$${f#./}; dst=$(KERR_ETC)/$$f; \
+		f=$${f#./}; dst=$(DESTDIR)$(SYSCONFDIR)/$$f; \
 		install -d -m 0755 "$$(dirname "$$dst")"; \
 		if [ ! -e "$$dst" ]; then \
 			echo "install -m 0644 etc/$$f $$dst"; install -m 0644 "$$f" "$$dst"; \
