@@ -92,7 +92,9 @@ func (h *Harness) leaksSince(snap snapshot, pgids map[int]bool) []string {
 	return leaks
 }
 
-type mount struct{ id, point, fstype, source string }
+// mount is one line of mountinfo: ids, mount point, per-mount options, file system type,
+// source and superblock options.
+type mount struct{ id, parent, point, opts, fstype, source, super string }
 
 // mountinfo parses /proc/self/mountinfo.
 func mountinfo() []mount {
@@ -104,10 +106,14 @@ func mountinfo() []mount {
 	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
 		pre, post, ok := strings.Cut(line, " - ")
 		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 2 {
+		if !ok || len(f) < 6 || len(g) < 2 {
 			continue
 		}
-		ms = append(ms, mount{id: f[0], point: unescapeMount(f[4]), fstype: g[0], source: unescapeMount(g[1])})
+		m := mount{id: f[0], parent: f[1], point: unescapeMount(f[4]), opts: f[5], fstype: g[0], source: unescapeMount(g[1])}
+		if len(g) > 2 {
+			m.super = g[2]
+		}
+		ms = append(ms, m)
 	}
 	return ms
 }

@@ -296,6 +296,15 @@ func (r *Running) Signal(sig syscall.Signal) error {
 	return r.cmd.Process.Signal(sig)
 }
 
+// Pid is the command's process id, which is also its process group id (0 if it did not
+// start).
+func (r *Running) Pid() int {
+	if r.startErr != nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
 // Wait waits for the command and returns what it did.
 func (r *Running) Wait() Result {
 	r.s.t.Helper()

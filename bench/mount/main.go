@@ -1,0 +1,261 @@
+// Command mount benchmarks `kerr oci mount` + `kerr oci umount` (a SIF becomes an OCI bundle
+// through a loop device, a squashfs mount and an overlay, whatever its size) against what
+// tools that unpack images do to get a root filesystem: `tar -xf` of the same tree into a
+// fresh directory, then `rm -rf` of it. It builds SIFs of about 10 MB, 200 MB and 1 GB with
+// `kerr build` from generated trees, and checks that mounting the largest costs at most 1.5
+// times mounting the smallest. Run it as root from the repository root:
+//
+//	go run ./bench/mount [-n 5]
+//
+// See bench/README.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	n      int
+	sizes  []int64 // target SIF sizes in bytes
+	prefix string
+	work   string
+	out    string
+	seed   uint64
+	keep   bool
+}
+
+// maxRatio is the criterion: mount(largest) / mount(smallest), medians.
+const maxRatio = 1.5
+
+func main() {
+	var c config
+	var sizes string
+	flag.IntVar(&c.n, "n", 5, "iterations of each side for each size")
+	flag.StringVar(&sizes, "sizes", "10,200,1000", "target SIF sizes in MB, comma separated, smallest first")
+	flag.StringVar(&c.prefix, "prefix", "", "installed kerr to measure (default: ./mconfig and make install into the scratch dir)")
+	flag.StringVar(&c.work, "work", "", "scratch directory; images built there are reused by later runs (default: a new $TMPDIR/kerr-bench-mount-*, removed)")
+	flag.StringVar(&c.out, "o", "", "JSON report (default: bench/out/mount.json)")
+	flag.Uint64Var(&c.seed, "seed", 1, "seed of the generated trees")
+	flag.BoolVar(&c.keep, "keep", false, "keep the scratch directory")
+	flag.Parse()
+	var err error
+	if c.sizes, err = parseSizes(sizes); err != nil || c.n < 1 || flag.NArg() != 0 {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/mount:", err)
+		}
+		flag.Usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, c)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/mount:", err)
+		os.Exit(1)
+	}
+}
+
+func parseSizes(s string) ([]int64, error) {
+	var out []int64
+	for f := range strings.SplitSeq(s, ",") {
+		mb, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+		if err != nil || mb < 1 {
+			return nil, fmt.Errorf("-sizes: %q is not a size in MB", f)
+		}
+		if len(out) > 0 && mb*1e6 <= out[len(out)-1] {
+			return nil, errors.New("-sizes: list them smallest first")
+		}
+		out = append(out, mb*1e6)
+	}
+	if len(out) < 2 {
+		return nil, errors.New("-sizes: at least two sizes, to compare")
+	}
+	return out, nil
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func run(ctx context.Context, c config) error {
+	if os.Geteuid() != 0 {
+		return errors.New("run as root: kerr oci mount is root only, and the page cache is dropped between iterations")
+	}
+	for _, tool := range []string{"tar", "rm", "tar2sqfs", "make"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is needed (scripts/install-deps.sh installs kerr's build and runtime dependencies): %w", tool, err)
+		}
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	if c.out == "" {
+		c.out = filepath.Join(root, "bench", "out", "mount.json")
+	}
+	if c.work == "" {
+		// Outside the source tree: `go test ./...` must not see a tree that changes under it.
+		if c.work, err = os.MkdirTemp("", "kerr-bench-mount-"); err != nil {
+			return err
+		}
+		if !c.keep {
+			defer removeUnmounted(c.work)
+		}
+	} else if err := os.MkdirAll(c.work, 0o700); err != nil {
+		return err
+	}
+	if c.work, err = filepath.Abs(c.work); err != nil {
+		return err
+	}
+	if err := checkScratch(c.work); err != nil {
+		return err
+	}
+
+	kerr, err := install(ctx, root, c)
+	if err != nil {
+		return err
+	}
+	b := &bench{work: c.work, kerr: kerr, drop: true}
+	// Bundles and extractions of this run; anything left there at the end is reported.
+	b.runDir = filepath.Join(c.work, "run")
+	if err := os.RemoveAll(b.runDir); err != nil {
+		return err
+	}
+	if err := os.Mkdir(b.runDir, 0o700); err != nil {
+		return err
+	}
+	defer b.cleanup()
+
+	rep := &report{Date: time.Now().UTC().Format(time.RFC3339), Iterations: c.n, Host: hostInfo(kerr), MaxRatio: maxRatio}
+	rep.Commands.Kerr = []string{"kerr -q oci mount IMAGE.sif BUNDLE", "kerr -q oci umount BUNDLE"}
+	rep.Commands.Tar = []string{"tar -xf IMAGE.tar -C DIR", "rm -rf DIR"}
+	var images []*image
+	for _, size := range c.sizes {
+		im, err := prepare(ctx, c.work, kerr, size, c.seed)
+		if err != nil {
+			return err
+		}
+		images = append(images, im)
+		rep.Sizes = append(rep.Sizes, &sizeReport{Label: im.label, Tree: im.tree, SIFBytes: im.sifBytes, TarBytes: im.tarBytes})
+	}
+
+	// Every iteration measures every size, so that a slow spell of the machine touches all
+	// sizes alike; within one size the side that goes first alternates.
+	for i := range c.n {
+		for j, im := range images {
+			sr := rep.Sizes[j]
+			for turn := range 2 {
+				if (turn == 0) == (i%2 == 0) {
+					r, err := b.kerrOnce(ctx, im, i)
+					if err != nil {
+						return err
+					}
+					sr.Kerr = append(sr.Kerr, r)
+				} else {
+					r, err := b.tarOnce(ctx, im, i)
+					if err != nil {
+						return err
+					}
+					sr.Tar = append(sr.Tar, r)
+				}
+			}
+			k, t := sr.Kerr[len(sr.Kerr)-1], sr.Tar[len(sr.Tar)-1]
+			logf("iteration %d, %s: kerr mount %.3fs umount %.3fs; tar -xf %.2fs rm -rf %.2fs", i+1, im.label,
+				k.First.Wall, k.Second.Wall, t.First.Wall, t.Second.Wall)
+		}
+	}
+	rep.DropCaches = b.drop
+	rep.summarize()
+	rep.printTable(os.Stdout)
+
+	if err := os.MkdirAll(filepath.Dir(c.out), 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.out, append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	logf("wrote %s", c.out)
+	return nil
+}
+
+// checkScratch refuses a scratch directory that someone else could change under root.
+func checkScratch(dir string) error {
+	info, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !info.IsDir() || !ok || st.Uid != 0 || info.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("scratch dir %s must be a directory owned by root and writable only by it", dir)
+	}
+	return nil
+}
+
+// install returns the kerr binary to measure: the one in -prefix, or one configured and
+// installed into the scratch dir (the starter's path is fixed at build time, so `oci mount`
+// needs an install, not a bare binary).
+func install(ctx context.Context, root string, c config) (string, error) {
+	prefix := c.prefix
+	if prefix == "" {
+		prefix = filepath.Join(c.work, "prefix")
+		build := filepath.Join(c.work, "build")
+		logPath := filepath.Join(c.work, "build.log")
+		logf("building and installing kerr into %s (log: %s)", prefix, logPath)
+		lf, err := os.Create(logPath)
+		if err != nil {
+			return "", err
+		}
+		defer lf.Close()
+		for _, argv := range [][]string{
+			{"./mconfig", "--prefix=" + prefix, "-b", build},
+			{"make", "-C", build, "install"},
+		} {
+			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+			cmd.Dir = root
+			cmd.Stdout, cmd.Stderr = lf, lf
+			if err := cmd.Run(); err != nil {
+				return "", fmt.Errorf("%s: %w (see %s)", strings.Join(argv, " "), err, logPath)
+			}
+		}
+	}
+	kerr := filepath.Join(prefix, "bin", "kerr")
+	if _, err := os.Stat(kerr); err != nil {
+		return "", fmt.Errorf("no kerr in %s: %w", prefix, err)
+	}
+	return kerr, nil
+}
+
+// repoRoot finds the kerr module's root from the working directory up.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(mod), "module github.com/kerr-hpc/kerr\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run from inside the kerr repository")
+		}
+		dir = parent
+	}
+}
