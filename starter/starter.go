@@ -24,9 +24,12 @@ type Engine interface {
 	// Name is the engine's name in the envelope, e.g. "native".
 	Name() string
 	// Run runs the container env describes. env has passed envelope.Decode; env.Config has
-	// not been looked at and is untrusted. Privileges: stage 1, as the package comment says;
-	// an engine that needs more says so in its own doc comment and gets it through the C
-	// stage, never by calling setresuid from Go.
+	// not been looked at and is untrusted. An error wrapping envelope.ErrInvalid means the
+	// config was refused (starter exit 253); any other error makes the starter exit with
+	// errdefs.ExitCode(err), so errors wrap the errdefs sentinel that says what went wrong.
+	// Privileges: stage 1, as the package comment says; an engine that needs more says so
+	// in its own doc comment and gets it through the C stage, never by calling setresuid
+	// from Go.
 	Run(env *envelope.Envelope) error
 }
 

@@ -10,12 +10,14 @@
 // Exit codes of the starter itself (starter-c/README.md has the full table):
 //
 //	252  the envelope names an engine not built into this starter
-//	253  the config is too large or not a valid envelope
+//	253  the config is too large or not a valid envelope (an engine's config included)
 //	254  bad command line, or the config fd is not usable
 //	255  a privilege or process-setup step failed, or C and Go disagree on paths
 //
-// Once an engine runs a payload, the payload's own status is passed through instead.
-// Every failure is one line on stderr starting with "starter: ".
+// An engine's own error exits with errdefs.ExitCode(err), kerr's documented codes 1-8
+// (docs/exit-codes.md), so that the frontend can exit with the same status as for errors it
+// finds itself. Once an engine runs a payload, the payload's own status is passed through
+// instead. Every failure is one line on stderr starting with "starter: ".
 //
 // The go:debug settings stop the Go runtime from opening cgroup files at start to size
 // GOMAXPROCS: stage 1 begins with fds 0-2 only, and no fd of a host cgroup file can follow a
@@ -31,6 +33,7 @@ import (
 	"os"
 
 	"github.com/kerr-hpc/kerr/buildcfg"
+	"github.com/kerr-hpc/kerr/errdefs"
 	"github.com/kerr-hpc/kerr/rpc/envelope"
 	"github.com/kerr-hpc/kerr/starter"
 	starterc "github.com/kerr-hpc/kerr/starter-c"
@@ -66,7 +69,7 @@ func run() int {
 	case errors.Is(err, starter.ErrEngineUnavailable):
 		return fail(starterc.ExitEngine, err)
 	}
-	return fail(starterc.ExitFatal, err)
+	return fail(errdefs.ExitCode(err), err)
 }
 
 func fail(code int, err error) int {
