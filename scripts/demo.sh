@@ -25,6 +25,9 @@ registry_started=""
 
 cleanup() {
 	local rc=$?
+	if [[ -n ${bundle_mounted:-} ]]; then
+		"$kerr" oci umount --force "$bundle" || echo "demo: could not unmount $bundle" >&2
+	fi
 	if [[ -n $registry_started ]]; then
 		"$fixture" registry stop --dir "$work/registry" || echo "demo: could not stop the registry" >&2
 	fi
@@ -77,6 +80,22 @@ if command -v siftool >/dev/null; then
 	run siftool list busybox_latest.sif
 else
 	echo "(siftool not installed; skipped)"
+fi
+
+if [[ $(id -u) == 0 ]]; then
+	say "Turn the SIF into an OCI bundle (root): config.json, overlay/, rootfs/"
+	bundle=$work/busybox
+	bundle_mounted=1
+	run "$kerr" oci mount ./busybox_latest.sif "$bundle"
+	run ls -la "$bundle"
+	run df -h "$bundle/rootfs"
+	run chroot "$bundle/rootfs" /bin/sh -c 'echo written inside > /hello; cat /hello'
+	run ls "$bundle/overlay/upper"
+	run "$kerr" oci umount "$bundle"
+	bundle_mounted=""
+	run ls -la "$work"
+else
+	say "kerr oci mount/umount need root; skipped"
 fi
 
 say "Done; the registry and $work go away now"
