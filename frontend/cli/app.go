@@ -5,7 +5,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -123,11 +122,10 @@ func groupAction(c *cli.Context) error {
 // the sentinel's text repeated at the end.
 func oneLine(err error) string {
 	msg := err.Error()
+	// The starter's messages come as text (launch.ExitError), with the same suffixes.
 	for _, s := range []error{errdefs.ErrUsage, errdefs.ErrExists, errdefs.ErrNotFound, errdefs.ErrDenied,
 		errdefs.ErrUnavailable, errdefs.ErrInvalidImage, errdefs.ErrNoSpace} {
-		if errors.Is(err, s) {
-			msg = strings.TrimSuffix(msg, ": "+s.Error())
-		}
+		msg = strings.TrimSuffix(msg, ": "+s.Error())
 	}
 	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", " ")), " ")
 }
