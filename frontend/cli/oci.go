@@ -18,6 +18,9 @@ func ociCommand() *cli.Command {
 		Usage: "OCI bundles from SIF images, for root (the runtime commands follow)",
 		Description: `The oci group is for root: cluster admins and OCI tooling. 'mount' turns a SIF
 into an OCI bundle directory (config.json, rootfs/, overlay/) and 'umount' undoes it.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "root", Value: bundle.DefaultStateRoot, Usage: "directory of container state (as runc's --root); give it before the command"},
+		},
 		OnUsageError: usageError,
 		Action:       groupAction,
 		Subcommands: []*cli.Command{
@@ -60,6 +63,7 @@ image's OCI config. BUNDLE must not exist or be an empty directory.`,
 				ArgsUsage: "BUNDLE",
 				Description: `Unmounts the overlay and the image, lets the loop device go, and removes
 config.json, rootfs/ and overlay/, leaving BUNDLE as it was before the mount.
+It refuses while a container created from BUNDLE exists (state in 'kerr oci --root').
 With --force it also unmounts busy mounts (lazily) and cleans a bundle that an
 interrupted mount left half made.`,
 				Flags: []cli.Flag{
@@ -78,8 +82,12 @@ interrupted mount left half made.`,
 					if err != nil {
 						return err
 					}
+					root, err := cleanAbs(c.String("root"))
+					if err != nil {
+						return err
+					}
 					return runBundle(c, bundle.Config{Action: bundle.ActionUmount, Bundle: dir,
-						Force: c.Bool("force"), KeepOverlay: c.Bool("keep-overlay")})
+						Force: c.Bool("force"), KeepOverlay: c.Bool("keep-overlay"), StateRoot: root})
 				},
 			},
 		},

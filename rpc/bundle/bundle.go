@@ -35,7 +35,13 @@ type Config struct {
 	Force bool `json:"force,omitempty"`
 	// KeepOverlay (umount): leave overlay/upper, the container's writes, in place.
 	KeepOverlay bool `json:"keepOverlay,omitempty"`
+	// StateRoot (umount) is the OCI state directory (`kerr oci --root`): a container whose
+	// DIR/ID/state.json names this bundle makes umount refuse, unless Force.
+	StateRoot string `json:"stateRoot,omitempty"`
 }
+
+// DefaultStateRoot is where `kerr oci` keeps container state unless --root moves it.
+const DefaultStateRoot = "/run/kerr"
 
 // Validate checks the fields both sides rely on.
 func (c Config) Validate() error {
@@ -54,8 +60,11 @@ func (c Config) Validate() error {
 	if !filepath.IsAbs(c.Bundle) || filepath.Clean(c.Bundle) != c.Bundle || c.Bundle == "/" {
 		return fmt.Errorf("bundle path %q is not absolute and clean", c.Bundle)
 	}
-	if c.Action == ActionMount && (c.Force || c.KeepOverlay) {
-		return fmt.Errorf("mount takes no force or keep-overlay flag")
+	if c.Action == ActionMount && (c.Force || c.KeepOverlay || c.StateRoot != "") {
+		return fmt.Errorf("mount takes no force, keep-overlay or state root")
+	}
+	if c.StateRoot != "" && (!filepath.IsAbs(c.StateRoot) || filepath.Clean(c.StateRoot) != c.StateRoot) {
+		return fmt.Errorf("state root %q is not absolute and clean", c.StateRoot)
 	}
 	return nil
 }

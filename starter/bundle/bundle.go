@@ -60,7 +60,7 @@ func (Engine) Run(env *envelope.Envelope) error {
 	case bundlerpc.ActionMount:
 		return Mount(cfg.Image, cfg.Bundle, cfg.ReadOnly)
 	case bundlerpc.ActionUmount:
-		return Umount(cfg.Bundle, UmountOptions{Force: cfg.Force, KeepOverlay: cfg.KeepOverlay})
+		return Umount(cfg.Bundle, UmountOptions{Force: cfg.Force, KeepOverlay: cfg.KeepOverlay, StateRoot: cfg.StateRoot})
 	}
 	return fmt.Errorf("%w: unknown bundle action %q", envelope.ErrInvalid, cfg.Action)
 }

@@ -1,8 +1,10 @@
 package bundle
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kerr-hpc/kerr/errdefs"
+	"github.com/kerr-hpc/kerr/rpc/envelope"
 	"github.com/kerr-hpc/kerr/starter/mountinfo"
 )
 
@@ -22,6 +25,9 @@ type UmountOptions struct {
 	Force bool
 	// KeepOverlay leaves overlay/upper, the container's writes, in place.
 	KeepOverlay bool
+	// StateRoot is the OCI state directory to look for containers of this bundle in;
+	// "" looks nowhere.
+	StateRoot string
 }
 
 // maxStacked bounds how many mounts stacked on one mount point umount takes off.
@@ -46,12 +52,15 @@ func Umount(dir string, opts UmountOptions) error {
 	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || dir == "/" {
 		return fmt.Errorf("path %q is not absolute and clean: %w", dir, errdefs.ErrUsage)
 	}
-	users, err := containersUsing(dir)
-	if err != nil {
-		return err
-	}
-	if len(users) > 0 {
-		return fmt.Errorf("bundle %s is in use by container %s; delete it first", dir, strings.Join(users, ", "))
+	if !opts.Force {
+		users, err := containersUsing(opts.StateRoot, dir)
+		if err != nil {
+			return err
+		}
+		if len(users) > 0 {
+			return fmt.Errorf("bundle %s is in use by container %s: delete it first (kerr oci delete), or umount --force: %w",
+				dir, strings.Join(users, ", "), errdefs.ErrExists)
+		}
 	}
 	fd, err := openDir(dir)
 	switch {
@@ -69,13 +78,62 @@ func Umount(dir string, opts UmountOptions) error {
 	return u.run()
 }
 
-// containersUsing names the containers created from the bundle dir, which umount must not
-// pull the rootfs from under. Containers (`kerr oci create`) do not exist yet, so no
-// container can be using a bundle: it returns nil. The OCI engine's state store will
-// answer this. Privileges: none today; reading the state store will need root.
-func containersUsing(dir string) ([]string, error) {
-	_ = dir
-	return nil, nil
+// maxStateFile bounds a state.json read from the state directory.
+const maxStateFile = 1 << 20
+
+// containersUsing names the containers whose state (stateRoot/ID/state.json, the OCI state
+// the oci engine keeps: {"id":…,"bundle":…}) says they were created from the bundle dir,
+// which umount must not pull the rootfs from under. A missing state root means none;
+// entries that are not a valid id, not a directory, or hold no readable state are skipped.
+// Privileges: root, reading the root-only state directory.
+func containersUsing(stateRoot, dir string) ([]string, error) {
+	if stateRoot == "" {
+		return nil, nil
+	}
+	des, err := os.ReadDir(stateRoot)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read container state in %s: %w", stateRoot, err)
+	}
+	var ids []string
+	for _, de := range des {
+		if !de.IsDir() || envelope.ValidateID(de.Name()) != nil {
+			continue
+		}
+		b, err := readSmallFile(filepath.Join(stateRoot, de.Name(), "state.json"), maxStateFile)
+		if err != nil {
+			continue
+		}
+		var st struct {
+			ID     string `json:"id"`
+			Bundle string `json:"bundle"`
+		}
+		if json.Unmarshal(b, &st) != nil || filepath.Clean(st.Bundle) != dir {
+			continue
+		}
+		ids = append(ids, de.Name())
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// readSmallFile reads a regular file without following a symlink, up to max bytes.
+func readSmallFile(path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > max {
+		return nil, fmt.Errorf("%s: not a small regular file", path)
+	}
+	return io.ReadAll(io.LimitReader(f, max))
 }
 
 // unmounter is one `kerr oci umount` of an opened bundle directory.
