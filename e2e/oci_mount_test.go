@@ -782,12 +782,19 @@ func TestOCIMountAsUserExits5(t *testing.T) {
 	released(t, sif, s.Base())
 }
 
-// children lists the pids whose parent is pid.
-func children(pid int) []int {
-	var out []int
+// procStat is a process's state letter, parent and process group from /proc/PID/stat.
+type procStat struct {
+	pid, ppid, pgid int
+	state           string
+}
+
+// processes lists the processes that are not zombies (a zombie waits for init to reap it,
+// which takes a while on some machines, and runs nothing).
+func processes() []procStat {
+	var out []procStat
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		child, err := strconv.Atoi(e.Name())
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
@@ -797,25 +804,40 @@ func children(pid int) []int {
 		}
 		s := string(b)
 		i := strings.LastIndexByte(s, ')')
-		if f := strings.Fields(s[i+1:]); i > 0 && len(f) > 2 && f[1] == strconv.Itoa(pid) && f[0] != "Z" {
-			out = append(out, child)
+		f := strings.Fields(s[i+1:])
+		if i < 0 || len(f) < 3 || f[0] == "Z" {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		pgid, _ := strconv.Atoi(f[2])
+		out = append(out, procStat{pid: pid, ppid: ppid, pgid: pgid, state: f[0]})
+	}
+	return out
+}
+
+// children lists the live processes whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	for _, p := range processes() {
+		if p.ppid == pid {
+			out = append(out, p.pid)
 		}
 	}
 	return out
 }
 
-// groupGone waits for every process of a process group to exit.
+// groupGone waits for every process of a process group to exit (zombies aside).
 func groupGone(pgid int, timeout time.Duration) bool {
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		if !slices.ContainsFunc(processes(), func(p procStat) bool { return p.pgid == pgid }) {
 			return true
 		}
 	}
 	return false
 }
 
-// A `kerr oci mount` killed with SIGKILL at any moment leaves what `kerr oci umount --force`
-// cleans completely: no mount, no loop device, the directory as before.
+// A `kerr oci mount` (or umount) killed with SIGKILL at any moment leaves what `kerr oci
+// umount --force` cleans completely: no mount, no loop device, the directory as before.
 func TestOCIMountKilledThenUmountForceCleans(t *testing.T) {
 	s := h.Begin(t)
 	defer s.Done()
@@ -825,7 +847,9 @@ func TestOCIMountKilledThenUmountForceCleans(t *testing.T) {
 	s.Run(h.Root, "pull", "--insecure", sif, h.Ref(p)).OK(t)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
 
-	for _, victim := range []string{"group", "starter"} {
+	// group: kill -9 the mount's process group (kerr and its starter); starter: the starter
+	// alone; umount: the process group of an umount of a whole bundle.
+	for _, victim := range []string{"group", "starter", "umount"} {
 		t.Run(victim, func(t *testing.T) {
 			for i := range 10 {
 				dir := filepath.Join(s.Dir(h.Root), "bundle-"+victim+strconv.Itoa(i))
@@ -836,11 +860,16 @@ func TestOCIMountKilledThenUmountForceCleans(t *testing.T) {
 				}
 				before := harness.StatDir(dir)
 				delay := time.Duration(rng.IntN(51)) * time.Millisecond
-				run := s.Start(h.Root, harness.Opts{}, "oci", "mount", sif, dir)
+				args := []string{"oci", "mount", sif, dir}
+				if victim == "umount" {
+					s.Run(h.Root, "oci", "mount", sif, dir).OK(t)
+					args = []string{"oci", "umount", dir}
+				}
+				run := s.Start(h.Root, harness.Opts{}, args...)
 				pid := run.Pid()
 				killed := "nothing (kerr had exited)"
 				switch victim {
-				case "group":
+				case "group", "umount":
 					time.Sleep(delay)
 					if syscall.Kill(-pid, syscall.SIGKILL) == nil {
 						killed = "the process group"
@@ -863,7 +892,7 @@ func TestOCIMountKilledThenUmountForceCleans(t *testing.T) {
 					}
 				}
 				res := run.Wait()
-				t.Logf("try %d: killed %s after %s; mount exited %d", i, killed, delay, res.Code)
+				t.Logf("try %d: killed %s after %s; %s exited %d", i, killed, delay, args[1], res.Code)
 				if victim == "starter" && res.Code != 0 {
 					if err := harness.CheckErrorLine(res.Stderr); err != nil {
 						t.Errorf("kerr after its starter was killed: %v:\n%s", err, res)
@@ -886,10 +915,98 @@ func TestOCIMountKilledThenUmountForceCleans(t *testing.T) {
 				unchanged(t, before)
 				released(t, sif, s.Base())
 				if t.Failed() {
-					t.Fatalf("stopping after try %d (killed %s after %s, mount exited %d)", i, killed, delay, res.Code)
+					t.Fatalf("stopping after try %d (killed %s after %s, %s exited %d)", i, killed, delay, args[1], res.Code)
 				}
 				_ = os.Remove(dir)
 			}
 		})
 	}
+}
+
+// Mounts of one SIF started at the same moment share one loop device too, and unmounts at
+// the same moment release it.
+func TestOCIMountConcurrentMountsShareOneLoopDevice(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	sif := pullBusyboxSIF(t, s)
+	var dirs []string
+	var runs []*harness.Running
+	for i := range 4 {
+		dir := filepath.Join(s.Dir(h.Root), "bundle"+strconv.Itoa(i))
+		dirs = append(dirs, dir)
+		runs = append(runs, s.Start(h.Root, harness.Opts{}, "oci", "mount", sif, dir))
+	}
+	for _, r := range runs {
+		r.Wait().OK(t)
+	}
+	loop := ""
+	for _, dir := range dirs {
+		b := checkBundle(t, sif, dir, false) // exactly one loop device on the SIF
+		if loop != "" && b.loop.Dev != loop {
+			t.Errorf("bundles on %s and %s", loop, b.loop.Dev)
+		}
+		loop = b.loop.Dev
+	}
+	runs = runs[:0]
+	for _, dir := range dirs {
+		runs = append(runs, s.Start(h.Root, harness.Opts{}, "oci", "umount", dir))
+	}
+	for _, r := range runs {
+		r.Wait().OK(t)
+	}
+	wantDir(t, s.Dir(h.Root), filepath.Base(sif))
+	released(t, sif, s.Base())
+}
+
+// A mount that finds the SIF's loop device while the last bundle on it is being unmounted
+// (and autoclear is about to unbind the device) still makes a working bundle of the right
+// image.
+func TestOCIMountRacesUmountOfTheSameImage(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	sif := pullBusyboxSIF(t, s)
+	for i := range 8 {
+		a := filepath.Join(s.Dir(h.Root), "a"+strconv.Itoa(i))
+		b := filepath.Join(s.Dir(h.Root), "b"+strconv.Itoa(i))
+		s.Run(h.Root, "oci", "mount", sif, a).OK(t)
+		um := s.Start(h.Root, harness.Opts{}, "oci", "umount", a)
+		if i%2 == 1 {
+			time.Sleep(time.Duration(i) * 5 * time.Millisecond)
+		}
+		mt := s.Start(h.Root, harness.Opts{}, "oci", "mount", sif, b)
+		um.Wait().OK(t)
+		mt.Wait().OK(t)
+		bb := checkBundle(t, sif, b, false)
+		if got := runProcess(t, bb); !strings.Contains(got, fixture.RunOutput) {
+			t.Errorf("try %d: the bundle mounted during an umount runs %q", i, got)
+		}
+		s.Run(h.Root, "oci", "umount", b).OK(t)
+		released(t, sif, s.Base())
+		if t.Failed() {
+			t.Fatalf("stopping after try %d", i)
+		}
+	}
+}
+
+// Bundle and image paths with the characters that separate mount options (comma, colon,
+// equals sign, space, backslash) work: they never reach an option string unescaped.
+func TestOCIMountPathsWithOptionSeparators(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	pulled := pullBusyboxSIF(t, s)
+	odd := filepath.Join(s.Dir(h.Root), `odd, dir:lowerdir=x\y`)
+	if err := os.Mkdir(odd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sif := filepath.Join(odd, "busy,box:1.sif")
+	if err := os.Rename(pulled, sif); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(odd, `bundle,upperdir=x,y z`)
+	s.Run(h.Root, "oci", "mount", sif, dir).OK(t)
+	b := checkBundle(t, sif, dir, false)
+	writeThrough(t, b, "f", "odd")
+	s.Run(h.Root, "oci", "umount", dir).OK(t)
+	wantDir(t, odd, filepath.Base(sif))
+	released(t, sif, s.Base())
 }
