@@ -699,6 +699,7 @@ func TestOCIMountBadInputs(t *testing.T) {
 			}
 
 			res := s.Run(h.Root, args...)
+			t.Logf("stderr: %s", strings.TrimSpace(res.Stderr))
 			if !slices.Contains(tc.codes, res.Code) {
 				t.Errorf("want exit %d, got %d:\n%s", tc.codes[0], res.Code, res)
 			}
