@@ -15,7 +15,7 @@ import (
 func ociCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "oci",
-		Usage: "OCI bundles from SIF images, for root (the runtime commands follow)",
+		Usage: "OCI bundles from SIF images (root only)",
 		Description: `The oci group is for root: cluster admins and OCI tooling. 'mount' turns a SIF
 into an OCI bundle directory (config.json, rootfs/, overlay/) and 'umount' undoes it.`,
 		Flags: []cli.Flag{
