@@ -147,15 +147,19 @@ func Open(path string) (*Image, error) {
 		return nil, fmt.Errorf("%s is not a SIF file: %v: %w", path, err, errdefs.ErrInvalidImage)
 	}
 	img := &Image{FileImage: fi, f: f}
-	// The header's data size must fit in the file, else the image was cut short.
-	if end := fi.DataOffset() + fi.DataSize(); end > st.Size() {
+	// The header's data section and every object must lie inside the file, else the image
+	// was cut short or is forged. The header is hostile input: compared without adding, so
+	// that a huge offset or size cannot wrap around.
+	if !within(fi.DataOffset(), fi.DataSize(), st.Size()) {
 		img.Close()
-		return nil, fmt.Errorf("%s is truncated: its data ends at byte %d, the file has %d: %w", path, end, st.Size(), errdefs.ErrInvalidImage)
+		return nil, fmt.Errorf("%s is truncated: its data section (offset %d, size %d) does not fit in its %d bytes: %w",
+			path, fi.DataOffset(), fi.DataSize(), st.Size(), errdefs.ErrInvalidImage)
 	}
 	var bad error
 	fi.WithDescriptors(func(d sif.Descriptor) bool {
-		if d.Offset() < 0 || d.Size() < 0 || d.Offset()+d.Size() > st.Size() {
-			bad = fmt.Errorf("%s is truncated: object %d ends past the end of the file: %w", path, d.ID(), errdefs.ErrInvalidImage)
+		if !within(d.Offset(), d.Size(), st.Size()) {
+			bad = fmt.Errorf("%s is truncated: object %d (offset %d, size %d) ends past the end of the file: %w",
+				path, d.ID(), d.Offset(), d.Size(), errdefs.ErrInvalidImage)
 			return true
 		}
 		return false
@@ -165,6 +169,28 @@ func Open(path string) (*Image, error) {
 		return nil, bad
 	}
 	return img, nil
+}
+
+// within reports whether [off, off+size) lies inside a file of fileSize bytes.
+func within(off, size, fileSize int64) bool {
+	return off >= 0 && size >= 0 && off <= fileSize && size <= fileSize-off
+}
+
+// maxJSONObject bounds what is read of a SIF's JSON objects (labels, OCI config): real ones
+// are a few KiB, and a forged one must not make kerr (or the root starter) allocate the
+// size its descriptor claims.
+const maxJSONObject = 4 << 20
+
+// readObject reads a descriptor's data, refusing more than maxJSONObject bytes.
+func readObject(d sif.Descriptor, what string) ([]byte, error) {
+	if d.Size() > maxJSONObject {
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d kerr reads: %w", what, d.Size(), maxJSONObject, errdefs.ErrInvalidImage)
+	}
+	b, err := io.ReadAll(io.LimitReader(d.GetReader(), maxJSONObject))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	return b, nil
 }
 
 // Close releases the file.
@@ -199,9 +225,9 @@ func (i *Image) Labels() (map[string]string, error) {
 	if err != nil {
 		return map[string]string{}, nil
 	}
-	b, err := d.GetData()
+	b, err := readObject(d, "labels")
 	if err != nil {
-		return nil, fmt.Errorf("read labels: %w", err)
+		return nil, err
 	}
 	// Singularity writes label values as strings; older images sometimes hold other JSON.
 	var raw map[string]any
@@ -229,11 +255,7 @@ func (i *Image) OCIConfig() ([]byte, error) {
 	}
 	for _, d := range ds {
 		if d.Name() == ConfigName {
-			b, err := d.GetData()
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", ConfigName, err)
-			}
-			return b, nil
+			return readObject(d, ConfigName)
 		}
 	}
 	return nil, nil

@@ -3,9 +3,11 @@ package sifimage
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -368,4 +370,72 @@ func TestWriteRefusesExistingPath(t *testing.T) {
 	if b, _ := os.ReadFile(p); string(b) != "keep me" {
 		t.Errorf("Write through a symlink changed its target: %q", b)
 	}
+}
+
+// TestOpenRefusesOverflowingDescriptor: a descriptor whose offset+size wraps around int64
+// must be refused at Open, not panic later in a read (the root starter reads these).
+func TestOpenRefusesOverflowingDescriptor(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		off  int64
+		size int64
+	}{
+		{"wraps", 1, math.MaxInt64},
+		{"negative size", 0, -1},
+		{"past the end", 1 << 40, 16},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := forgeDescriptor(t, tc.off, tc.size)
+			img, err := Open(path)
+			if err == nil {
+				_, _ = img.OCIConfig()
+				img.Close()
+				t.Fatal("Open accepted a descriptor outside the file")
+			}
+			if !errors.Is(err, errdefs.ErrInvalidImage) {
+				t.Errorf("Open = %v, want ErrInvalidImage", err)
+			}
+		})
+	}
+}
+
+// forgeDescriptor writes a SIF with one JSON object and then overwrites that descriptor's
+// offset and size fields in the file.
+func forgeDescriptor(t *testing.T, off, size int64) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "forged.sif")
+	di, err := sif.NewDescriptorInput(sif.DataGenericJSON, strings.NewReader(`{"a":1}`), sif.OptObjectName(ConfigName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := sif.CreateContainerAtPath(path, sif.OptCreateWithDescriptors(di))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := fi.GetDescriptor(sif.WithDataType(sif.DataGenericJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	realOff, realSize := d.Offset(), d.Size()
+	if err := fi.UnloadContainer(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Find the descriptor's (offset, size) pair, two little-endian int64s side by side.
+	var pair [16]byte
+	binary.LittleEndian.PutUint64(pair[:8], uint64(realOff))
+	binary.LittleEndian.PutUint64(pair[8:], uint64(realSize))
+	i := bytes.Index(b, pair[:])
+	if i < 0 {
+		t.Fatal("descriptor offset/size not found in the file")
+	}
+	binary.LittleEndian.PutUint64(b[i:], uint64(off))
+	binary.LittleEndian.PutUint64(b[i+8:], uint64(size))
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
