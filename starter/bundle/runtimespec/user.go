@@ -1,8 +1,6 @@
 package runtimespec
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -118,10 +116,10 @@ func readImageFile(root *os.File, name string) ([]byte, error) {
 // accountLines yields the colon-separated fields of each line that is neither blank, a
 // comment, nor a NIS entry.
 func accountLines(data []byte, minFields int, yield func([]string)) {
-	s := bufio.NewScanner(bytes.NewReader(data))
-	s.Buffer(nil, maxAccountsFile)
-	for s.Scan() {
-		line := strings.TrimSuffix(s.Text(), "\r")
+	// Split, not bufio.Scanner: a scanner stops at an over-long line and would drop every
+	// entry after it without a word; data is already bounded by maxAccountsFile.
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSuffix(line, "\r")
 		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "+") || strings.HasPrefix(line, "-") {
 			continue
 		}
