@@ -192,7 +192,8 @@ static int parse_args(int argc, char **argv)
 }
 
 /* close_fds_proc is the fallback for kernels without close_range (before 5.9): walk
- * /proc/self/fd. Closing while walking is safe: the kernel lists fds by number. */
+ * /proc/self/fd. Closing while walking is safe: the kernel lists fds by number.
+ * Privileges: the caller's. */
 static void close_fds_proc(int keep)
 {
 	struct dirent *de;
@@ -296,7 +297,7 @@ __attribute__((constructor)) static void kerr_stage0_init(int argc, char **argv,
 	ensure_stdio();
 	drop_privileges();
 	/* Changing effective ids resets dumpable to fs.suid_dumpable, which may be 1: set it
-	 * again. Stage 1 makes the process dumpable once privileges are gone for good. */
+	 * again. The process stays non-dumpable from here on. */
 	set_nondumpable();
 	wipe_environment(envp);
 	fd = parse_args(argc, argv);
