@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kerr-hpc/kerr/bench/internal/harness"
 )
 
 type config struct {
@@ -85,10 +86,6 @@ func parseSizes(s string) ([]int64, error) {
 	return out, nil
 }
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
-
 func run(ctx context.Context, c config) error {
 	if os.Geteuid() != 0 {
 		return errors.New("run as root: kerr oci mount is root only, and the page cache is dropped between iterations")
@@ -98,7 +95,7 @@ func run(ctx context.Context, c config) error {
 			return fmt.Errorf("%s is needed (scripts/install-deps.sh installs kerr's build and runtime dependencies): %w", tool, err)
 		}
 	}
-	root, err := repoRoot()
+	root, err := harness.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -172,7 +169,7 @@ func run(ctx context.Context, c config) error {
 				}
 			}
 			k, t := sr.Kerr[len(sr.Kerr)-1], sr.Tar[len(sr.Tar)-1]
-			logf("iteration %d, %s: kerr mount %.3fs umount %.3fs; tar -xf %.2fs rm -rf %.2fs", i+1, im.label,
+			harness.Logf("iteration %d, %s: kerr mount %.3fs umount %.3fs; tar -xf %.2fs rm -rf %.2fs", i+1, im.label,
 				k.First.Wall, k.Second.Wall, t.First.Wall, t.Second.Wall)
 		}
 	}
@@ -180,18 +177,7 @@ func run(ctx context.Context, c config) error {
 	rep.summarize()
 	rep.printTable(os.Stdout)
 
-	if err := os.MkdirAll(filepath.Dir(c.out), 0o755); err != nil {
-		return err
-	}
-	js, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(c.out, append(js, '\n'), 0o644); err != nil {
-		return err
-	}
-	logf("wrote %s", c.out)
-	return nil
+	return harness.WriteReport(c.out, rep)
 }
 
 // checkScratch refuses a scratch directory that someone else could change under root.
@@ -216,7 +202,7 @@ func install(ctx context.Context, root string, c config) (string, error) {
 		prefix = filepath.Join(c.work, "prefix")
 		build := filepath.Join(c.work, "build")
 		logPath := filepath.Join(c.work, "build.log")
-		logf("building and installing kerr into %s (log: %s)", prefix, logPath)
+		harness.Logf("building and installing kerr into %s (log: %s)", prefix, logPath)
 		lf, err := os.Create(logPath)
 		if err != nil {
 			return "", err
@@ -239,23 +225,4 @@ func install(ctx context.Context, root string, c config) (string, error) {
 		return "", fmt.Errorf("no kerr in %s: %w", prefix, err)
 	}
 	return kerr, nil
-}
-
-// repoRoot finds the kerr module's root from the working directory up.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(mod), "module github.com/kerr-hpc/kerr\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the kerr repository")
-		}
-		dir = parent
-	}
 }

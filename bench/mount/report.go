@@ -3,20 +3,18 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"runtime"
 	"slices"
-	"strings"
 	"text/tabwriter"
+
+	"github.com/kerr-hpc/kerr/bench/internal/harness"
 )
 
 // report is what bench/out/mount.json holds.
 type report struct {
-	Date       string `json:"date"`
-	Host       host   `json:"host"`
-	Iterations int    `json:"iterations"`
-	DropCaches bool   `json:"drop_caches"` // page cache dropped before every measurement
+	Date       string       `json:"date"`
+	Host       harness.Host `json:"host"`
+	Iterations int          `json:"iterations"`
+	DropCaches bool         `json:"drop_caches"` // page cache dropped before every measurement
 	Commands   struct {
 		Kerr []string `json:"kerr"`
 		Tar  []string `json:"tar"`
@@ -27,13 +25,6 @@ type report struct {
 	MountRatio float64 `json:"mount_ratio_largest_over_smallest"`
 	MaxRatio   float64 `json:"max_mount_ratio"`
 	Pass       bool    `json:"pass"`
-}
-
-type host struct {
-	CPUs   int               `json:"cpus"`
-	Kernel string            `json:"kernel"`
-	Go     string            `json:"go"`
-	Tools  map[string]string `json:"tools"`
 }
 
 type sizeReport struct {
@@ -57,33 +48,12 @@ type sizeReport struct {
 	Others float64 `json:"max_others_cpu_share"`
 }
 
-func hostInfo(kerr string) host {
-	h := host{CPUs: runtime.NumCPU(), Go: runtime.Version(), Tools: map[string]string{}}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		h.Kernel = strings.TrimSpace(string(b))
-	}
-	for name, args := range map[string][]string{
+func hostInfo(kerr string) harness.Host {
+	return harness.HostInfo(map[string][]string{
 		"kerr":     {kerr, "--version"},
 		"tar":      {"tar", "--version"},
 		"tar2sqfs": {"tar2sqfs", "--version"},
-	} {
-		out, _ := exec.Command(args[0], args[1:]...).CombinedOutput()
-		first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-		h.Tools[name] = first
-	}
-	return h
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	})
 }
 
 // medianOf is the median of f over runs.
@@ -92,7 +62,7 @@ func medianOf(runs []pair, f func(pair) float64) float64 {
 	for i, r := range runs {
 		xs[i] = f(r)
 	}
-	return median(xs)
+	return harness.Median(xs)
 }
 
 func (r *report) summarize() {
@@ -119,8 +89,6 @@ func (r *report) summarize() {
 	r.Pass = r.MountRatio > 0 && r.MountRatio <= r.MaxRatio
 }
 
-func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
-
 func ms(s float64) string { return fmt.Sprintf("%.0f", 1000*s) }
 
 func (r *report) printTable(w io.Writer) {
@@ -138,7 +106,7 @@ func (r *report) printTable(w io.Writer) {
 	busiest := 0.0
 	for _, s := range r.Sizes {
 		m := s.Median
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t(%s)\t%.1f\t\n", s.Label, mb(s.SIFBytes), s.Tree.Files,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t(%s)\t%.1f\t\n", s.Label, harness.MB(s.SIFBytes), s.Tree.Files,
 			ms(m.Mount), ms(m.Umount), ms(m.Kerr), ms(m.Extract), ms(m.Remove), ms(m.Tar), ms(m.Sync), s.Ratio)
 		busiest = max(busiest, s.Others)
 	}

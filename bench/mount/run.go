@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,11 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kerr-hpc/kerr/bench/internal/harness"
 )
 
 // image is one size's inputs: the SIF and the tar of the same tree.
@@ -52,7 +52,7 @@ func prepare(ctx context.Context, work, kerr string, size int64, seed uint64) (*
 		if st, err := os.Stat(im.sif); err == nil {
 			if tt, err := os.Stat(im.tar); err == nil {
 				im.tree, im.sifBytes, im.tarBytes = meta.Tree, st.Size(), tt.Size()
-				logf("%s: reusing %s and %s", im.label, im.sif, im.tar)
+				harness.Logf("%s: reusing %s and %s", im.label, im.sif, im.tar)
 				return im, nil
 			}
 		}
@@ -73,17 +73,17 @@ func prepare(ctx context.Context, work, kerr string, size int64, seed uint64) (*
 	if err != nil {
 		return nil, fmt.Errorf("generating %s: %w", tree, err)
 	}
-	logf("%s: generated %d files, %.0f MB in %.1fs", im.label, info.Files, float64(info.FileBytes)/1e6, time.Since(t0).Seconds())
+	harness.Logf("%s: generated %d files, %.0f MB in %.1fs", im.label, info.Files, float64(info.FileBytes)/1e6, time.Since(t0).Seconds())
 	t0 = time.Now()
 	if out, err := exec.CommandContext(ctx, "tar", "-C", tree, "-cf", im.tar, ".").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("tar -cf %s: %w\n%s", im.tar, err, out)
 	}
-	logf("%s: tar in %.1fs", im.label, time.Since(t0).Seconds())
+	harness.Logf("%s: tar in %.1fs", im.label, time.Since(t0).Seconds())
 	t0 = time.Now()
 	if out, err := exec.CommandContext(ctx, kerr, "-q", "build", im.sif, tree).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("kerr build %s: %w\n%s", im.sif, err, out)
 	}
-	logf("%s: kerr build in %.1fs", im.label, time.Since(t0).Seconds())
+	harness.Logf("%s: kerr build in %.1fs", im.label, time.Since(t0).Seconds())
 
 	st, err := os.Stat(im.sif)
 	if err != nil {
@@ -110,46 +110,15 @@ type measure struct {
 	Others float64 `json:"others_cpu_share"`
 }
 
-// busyCPU returns the CPU seconds the machine has spent on anything but idle and iowait.
-func busyCPU() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	var ticks int64
-	for i, v := range strings.Fields(line)[1:] { // user nice system idle iowait irq softirq steal
-		if i >= 8 {
-			break
-		}
-		if i != 3 && i != 4 {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			ticks += n
-		}
-	}
-	return float64(ticks) / 100 // USER_HZ
-}
-
 // runCmd runs args and measures it.
 func runCmd(ctx context.Context, args ...string) (measure, error) {
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	busy0 := busyCPU()
-	start := time.Now()
-	err := cmd.Run()
-	m := measure{Wall: time.Since(start).Seconds()}
-	if ps := cmd.ProcessState; ps != nil {
-		m.CPU = (ps.UserTime() + ps.SystemTime()).Seconds()
-	}
+	r, err := harness.Run(ctx, harness.Cmd{Args: args})
+	m := measure{Wall: r.Wall, CPU: r.CPU}
 	// A few milliseconds are below /proc/stat's resolution; only longer runs say something.
 	if m.Wall > 0.05 {
-		m.Others = max(0, busyCPU()-busy0-m.CPU) / (m.Wall * float64(runtime.NumCPU()))
+		m.Others = r.Others()
 	}
-	if err != nil {
-		return m, fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
-	}
-	return m, nil
+	return m, err
 }
 
 // pair is one iteration of one side: making the root filesystem (mount, or tar -xf) and
@@ -175,13 +144,9 @@ type bench struct {
 // settle writes dirty pages back and empties the page cache, so that each measurement
 // starts cold: the SIF's header and superblock, the tar and the tools come from disk.
 func (b *bench) settle() {
-	syscall.Sync()
-	if !b.drop {
-		return
-	}
-	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil {
+	if err := harness.Settle(b.drop); err != nil {
 		b.drop = false
-		logf("cannot drop the page cache (%v): the measurements after the first read warm data", err)
+		harness.Logf("cannot drop the page cache (%v): the measurements after the first read warm data", err)
 	}
 }
 
@@ -237,7 +202,7 @@ func (b *bench) tarOnce(ctx context.Context, im *image, i int) (pair, error) {
 func (b *bench) cleanup() {
 	for _, bundle := range b.mounted {
 		if out, err := exec.Command(b.kerr, "-q", "oci", "umount", "--force", bundle).CombinedOutput(); err != nil {
-			logf("cleaning up %s: %v: %s", bundle, err, out)
+			harness.Logf("cleaning up %s: %v: %s", bundle, err, out)
 		}
 	}
 	removeUnmounted(b.runDir)
@@ -248,16 +213,16 @@ func (b *bench) cleanup() {
 func removeUnmounted(dir string) {
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		logf("not removing %s: %v", dir, err)
+		harness.Logf("not removing %s: %v", dir, err)
 		return
 	}
 	for line := range strings.SplitSeq(string(mi), "\n") {
 		if f := strings.Fields(line); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			logf("not removing %s: %s is still mounted", dir, f[4])
+			harness.Logf("not removing %s: %s is still mounted", dir, f[4])
 			return
 		}
 	}
 	if err := os.RemoveAll(dir); err != nil {
-		logf("removing %s: %v", dir, err)
+		harness.Logf("removing %s: %v", dir, err)
 	}
 }

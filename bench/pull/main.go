@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kerr-hpc/kerr/bench/internal/harness"
 )
 
 type config struct {
@@ -64,10 +65,6 @@ func main() {
 	}
 }
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
-
 func run(ctx context.Context, c config) error {
 	if os.Geteuid() != 0 {
 		return errors.New("run as root: the baseline unpacks with ownership and drops the page cache")
@@ -77,7 +74,7 @@ func run(ctx context.Context, c config) error {
 			return fmt.Errorf("%s is needed (apt-get install skopeo umoci squashfs-tools squashfs-tools-ng siftool docker-registry): %w", tool, err)
 		}
 	}
-	root, err := repoRoot()
+	root, err := harness.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -102,7 +99,7 @@ func run(ctx context.Context, c config) error {
 
 	if c.kerr == "" {
 		c.kerr = filepath.Join(c.work, "kerr")
-		logf("building kerr")
+		harness.Logf("building kerr")
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", c.kerr, "./cmd/kerr")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -113,7 +110,7 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 
-	logf("generating the image (seed %d, scale %g)", c.seed, c.scale)
+	harness.Logf("generating the image (seed %d, scale %g)", c.seed, c.scale)
 	genDir := filepath.Join(c.work, "layers")
 	if err := os.MkdirAll(genDir, 0o755); err != nil {
 		return err
@@ -131,7 +128,7 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
-	logf("generated %d layers in %.1fs, manifest %s", len(layers), time.Since(t0).Seconds(), digest)
+	harness.Logf("generated %d layers in %.1fs, manifest %s", len(layers), time.Since(t0).Seconds(), digest)
 
 	reg, err := startRegistry(ctx, c.registry, filepath.Join(c.work, "registry"))
 	if err != nil {
@@ -143,13 +140,13 @@ func run(ctx context.Context, c config) error {
 	if err := push(ctx, ref, img); err != nil {
 		return err
 	}
-	logf("pushed %s in %.1fs", ref, time.Since(t0).Seconds())
+	harness.Logf("pushed %s in %.1fs", ref, time.Since(t0).Seconds())
 
 	policy := filepath.Join(c.work, "policy.json")
 	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`+"\n"), 0o644); err != nil {
 		return err
 	}
-	b := &bench{work: c.work, kerr: c.kerr, ref: ref, policy: policy, cpus: runtime.NumCPU(), drop: true, logf: logf}
+	b := &bench{work: c.work, kerr: c.kerr, ref: ref, policy: policy, cpus: runtime.NumCPU(), drop: true, logf: harness.Logf}
 
 	rep := &report{
 		Date: time.Now().UTC().Format(time.RFC3339), Iterations: c.n, Compressor: "gzip",
@@ -173,14 +170,14 @@ func run(ctx context.Context, c config) error {
 				if err != nil {
 					return err
 				}
-				logf("iteration %d: kerr %.2fs", i+1, r.Wall)
+				harness.Logf("iteration %d: kerr %.2fs", i+1, r.Wall)
 				rep.Kerr.Runs = append(rep.Kerr.Runs, r)
 			} else {
 				r, err := b.runBaseline(ctx)
 				if err != nil {
 					return err
 				}
-				logf("iteration %d: baseline %.2fs (copy %.2f, unpack %.2f, mksquashfs %.2f, sif %.2f)", i+1, r.Wall,
+				harness.Logf("iteration %d: baseline %.2fs (copy %.2f, unpack %.2f, mksquashfs %.2f, sif %.2f)", i+1, r.Wall,
 					r.Stages["copy"].Wall, r.Stages["unpack"].Wall, r.Stages["mksquashfs"].Wall, r.Stages["sif"].Wall)
 				rep.Baseline.Runs = append(rep.Baseline.Runs, r)
 			}
@@ -190,7 +187,7 @@ func run(ctx context.Context, c config) error {
 	rep.summarize()
 
 	if c.stages {
-		logf("timing the parts of each pipeline")
+		harness.Logf("timing the parts of each pipeline")
 		if rep.Diagnostics, err = b.diagnose(ctx, layers); err != nil {
 			return fmt.Errorf("diagnostics: %w", err)
 		}
@@ -198,35 +195,5 @@ func run(ctx context.Context, c config) error {
 	}
 
 	rep.printTable(os.Stdout)
-	if err := os.MkdirAll(filepath.Dir(c.out), 0o755); err != nil {
-		return err
-	}
-	js, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(c.out, append(js, '\n'), 0o644); err != nil {
-		return err
-	}
-	logf("wrote %s", c.out)
-	return nil
-}
-
-// repoRoot finds the kerr module's root from the working directory up.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(mod), "module github.com/kerr-hpc/kerr\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the kerr repository")
-		}
-		dir = parent
-	}
+	return harness.WriteReport(c.out, rep)
 }

@@ -3,18 +3,15 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"runtime"
-	"slices"
-	"strings"
 	"text/tabwriter"
+
+	"github.com/kerr-hpc/kerr/bench/internal/harness"
 )
 
 // report is what bench/out/pull.json holds.
 type report struct {
 	Date        string       `json:"date"`
-	Host        host         `json:"host"`
+	Host        harness.Host `json:"host"`
 	Image       imageInfo    `json:"image"`
 	Compressor  string       `json:"compressor"`
 	Iterations  int          `json:"iterations"`
@@ -24,13 +21,6 @@ type report struct {
 	Ratio       float64      `json:"ratio_baseline_over_kerr"` // > 1: kerr is faster
 	CPURatio    float64      `json:"cpu_ratio_baseline_over_kerr"`
 	Diagnostics *diagnostics `json:"diagnostics,omitempty"`
-}
-
-type host struct {
-	CPUs   int               `json:"cpus"`
-	Kernel string            `json:"kernel"`
-	Go     string            `json:"go"`
-	Tools  map[string]string `json:"tools"`
 }
 
 type imageInfo struct {
@@ -81,12 +71,8 @@ func imageReport(ref, digest string, layers []layerFile) imageInfo {
 	return im
 }
 
-func hostInfo(kerr string) host {
-	h := host{CPUs: runtime.NumCPU(), Go: runtime.Version(), Tools: map[string]string{}}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		h.Kernel = strings.TrimSpace(string(b))
-	}
-	for name, args := range map[string][]string{
+func hostInfo(kerr string) harness.Host {
+	return harness.HostInfo(map[string][]string{
 		"kerr":            {kerr, "--version"},
 		"skopeo":          {"skopeo", "--version"},
 		"umoci":           {"umoci", "--version"},
@@ -94,24 +80,7 @@ func hostInfo(kerr string) host {
 		"tar2sqfs":        {"tar2sqfs", "--version"},
 		"siftool":         {"siftool", "version"},
 		"docker-registry": {"docker-registry", "--version"},
-	} {
-		out, _ := exec.Command(args[0], args[1:]...).CombinedOutput()
-		first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-		h.Tools[name] = first
-	}
-	return h
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	})
 }
 
 func (r *report) summarize() {
@@ -130,11 +99,11 @@ func (r *report) summarize() {
 			stages[st] = append(stages[st], m.Wall)
 		}
 	}
-	r.Kerr.MedianWall, r.Kerr.MedianCPU = median(kw), median(kc)
-	r.Baseline.MedianWall, r.Baseline.MedianCPU = median(bw), median(bc)
+	r.Kerr.MedianWall, r.Kerr.MedianCPU = harness.Median(kw), harness.Median(kc)
+	r.Baseline.MedianWall, r.Baseline.MedianCPU = harness.Median(bw), harness.Median(bc)
 	r.Baseline.MedianStages = map[string]float64{}
 	for st, xs := range stages {
-		r.Baseline.MedianStages[st] = median(xs)
+		r.Baseline.MedianStages[st] = harness.Median(xs)
 	}
 	if r.Kerr.MedianWall > 0 {
 		r.Ratio = r.Baseline.MedianWall / r.Kerr.MedianWall
@@ -144,7 +113,6 @@ func (r *report) summarize() {
 	}
 }
 
-func mb(n int64) string       { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
 func kibToMiB(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/1024) }
 
 func (r *report) printTable(w io.Writer) {
@@ -152,7 +120,7 @@ func (r *report) printTable(w io.Writer) {
 	fmt.Fprintf(w, "\nkerr pull vs Singularity's pipeline (copy, unpack, mksquashfs, SIF), %s, %d CPUs, %s\n",
 		r.Compressor, r.Host.CPUs, r.Host.Kernel)
 	fmt.Fprintf(w, "image %s: %d layers, %s compressed, %s in %d files\n",
-		im.Ref, len(im.Layers), mb(im.CompressedBytes), mb(im.UncompressedBytes), im.Files)
+		im.Ref, len(im.Layers), harness.MB(im.CompressedBytes), harness.MB(im.UncompressedBytes), im.Files)
 	if r.DropCaches {
 		fmt.Fprintln(w, "page cache dropped before every iteration; caches and outputs emptied")
 	} else {
@@ -192,7 +160,7 @@ func (r *report) printTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "peak RSS: kerr %s (kerr or tar2sqfs, largest), baseline %s (largest tool)\n",
 		kibToMiB(r.Kerr.MaxRSS), kibToMiB(r.Baseline.MaxRSS))
-	fmt.Fprintf(w, "output: kerr %s, baseline %s\n", mb(r.Kerr.OutputBytes), mb(r.Baseline.OutputBytes))
+	fmt.Fprintf(w, "output: kerr %s, baseline %s\n", harness.MB(r.Kerr.OutputBytes), harness.MB(r.Baseline.OutputBytes))
 
 	d := r.Diagnostics
 	if d == nil {
@@ -204,15 +172,15 @@ func (r *report) printTable(w io.Writer) {
 		d.KerrBlobsCached.Wall, d.KerrBlobsCached.CPU, 100*d.KerrBlobsCached.Others)
 	for _, v := range d.KerrVariants {
 		fmt.Fprintf(tw, "  kerr pull, its tar2sqfs given %s\t%.2f s\tcpu %.1f s\tothers %.0f%%\t-> %s\n",
-			v.Options, v.Run.Wall, v.Run.CPU, 100*v.Run.Others, mb(v.OutputBytes))
+			v.Options, v.Run.Wall, v.Run.CPU, 100*v.Run.Others, harness.MB(v.OutputBytes))
 	}
 	fmt.Fprintf(tw, "  gunzip all layers in one goroutine\t%.2f s\t\t\t\n", d.Gunzip.Wall)
-	fmt.Fprintf(tw, "  tar2sqfs < flattened tar (%s)\t%.2f s\tcpu %.1f s\tothers %.0f%%\t-> %s\n", mb(d.FlatTarBytes),
-		d.Tar2sqfs.Wall, d.Tar2sqfs.CPU, 100*d.Tar2sqfs.Others, mb(d.Tar2sqfsBytes))
+	fmt.Fprintf(tw, "  tar2sqfs < flattened tar (%s)\t%.2f s\tcpu %.1f s\tothers %.0f%%\t-> %s\n", harness.MB(d.FlatTarBytes),
+		d.Tar2sqfs.Wall, d.Tar2sqfs.CPU, 100*d.Tar2sqfs.Others, harness.MB(d.Tar2sqfsBytes))
 	fmt.Fprintf(tw, "  tar2sqfs -X level=6, the same tar\t%.2f s\tcpu %.1f s\tothers %.0f%%\t-> %s\n",
-		d.Tar2sqfsLevel6.Wall, d.Tar2sqfsLevel6.CPU, 100*d.Tar2sqfsLevel6.Others, mb(d.Tar2sqfsLevel6Bytes))
+		d.Tar2sqfsLevel6.Wall, d.Tar2sqfsLevel6.CPU, 100*d.Tar2sqfsLevel6.Others, harness.MB(d.Tar2sqfsLevel6Bytes))
 	fmt.Fprintf(tw, "  mksquashfs of the unpacked directory\t%.2f s\tcpu %.1f s\tothers %.0f%%\t-> %s\n",
-		d.Mksquashfs.Wall, d.Mksquashfs.CPU, 100*d.Mksquashfs.Others, mb(d.MksquashfsBytes))
+		d.Mksquashfs.Wall, d.Mksquashfs.CPU, 100*d.Mksquashfs.Others, harness.MB(d.MksquashfsBytes))
 	tw.Flush()
 	c := d.Content
 	fmt.Fprintf(w, "content: kerr %d entries, baseline %d; only in kerr %d (layout, mount points), only in baseline %d, deleted paths still present %d\n",

@@ -1,18 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/kerr-hpc/kerr/bench/internal/harness"
 )
 
 // measure is what one command cost. CPU and MaxRSS come from wait4, so they cover the
@@ -40,77 +38,11 @@ func (m *measure) add(o measure) {
 	m.MaxRSS = max(m.MaxRSS, o.MaxRSS)
 }
 
-// busyCPU returns the CPU seconds the machine has spent on anything but idle and iowait.
-func busyCPU() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
-	var ticks int64
-	for i, v := range f[1:min(len(f), 9)] {
-		if i == 3 || i == 4 {
-			continue
-		}
-		n, _ := strconv.ParseInt(v, 10, 64)
-		ticks += n
-	}
-	return float64(ticks) / 100 // USER_HZ
-}
-
-// runCmd runs args with env (nil: ours) and stdin (nil: none) and measures it.
-//
-// The peak RSS comes from GNU time when it is installed: Go starts commands with vfork, and
-// the kernel carries the parent's peak RSS over to the child at exec, so the wait4 figure of a
-// command started from here is never below this process's own peak. time forks for real.
+// runCmd runs args with env (nil: ours) and stdin (nil: none) and measures it, its peak RSS
+// with GNU time when that is installed (see harness.Cmd.PeakRSS).
 func runCmd(ctx context.Context, env []string, stdin io.Reader, args ...string) (measure, error) {
-	shown := strings.Join(args, " ")
-	var rssFile string
-	if tb, err := exec.LookPath("time"); err == nil && filepath.IsAbs(tb) {
-		f, err := os.CreateTemp("", "bench-rss-")
-		if err != nil {
-			return measure{}, err
-		}
-		rssFile = f.Name()
-		f.Close()
-		defer os.Remove(rssFile)
-		args = append([]string{tb, "-f", "%M", "-o", rssFile}, args...)
-	}
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Env = env
-	cmd.Stdin = stdin
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	busy0 := busyCPU()
-	start := time.Now()
-	err := cmd.Run()
-	m := measure{Wall: time.Since(start).Seconds()}
-	busy := busyCPU() - busy0
-	if ps := cmd.ProcessState; ps != nil {
-		m.CPU = (ps.UserTime() + ps.SystemTime()).Seconds()
-		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			m.MaxRSS = ru.Maxrss
-		}
-	}
-	if rssFile != "" {
-		b, _ := os.ReadFile(rssFile)
-		// On failure time writes "Command exited with non-zero status N" first.
-		last := lastLines(string(b), 1)
-		if kib, perr := strconv.ParseInt(strings.TrimSpace(last), 10, 64); perr == nil {
-			m.MaxRSS = kib
-		}
-	}
-	m.Others = max(0, busy-m.CPU) / (m.Wall * float64(runtime.NumCPU()))
-	if err != nil {
-		return m, fmt.Errorf("%s: %w\n%s", shown, err, lastLines(out.String(), 15))
-	}
-	return m, nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+	r, err := harness.Run(ctx, harness.Cmd{Args: args, Env: env, Stdin: stdin, PeakRSS: true, Tail: 15})
+	return measure{Wall: r.Wall, CPU: r.CPU, MaxRSS: r.MaxRSS, Others: r.Others()}, err
 }
 
 // bench holds what every iteration needs.
@@ -127,11 +59,7 @@ type bench struct {
 // settle writes dirty pages back and empties the page cache, so that every iteration starts
 // cold: the registry's blobs, the tools' binaries and the previous outputs come from disk.
 func (b *bench) settle() {
-	syscall.Sync()
-	if !b.drop {
-		return
-	}
-	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil {
+	if err := harness.Settle(b.drop); err != nil {
 		b.drop = false
 		b.logf("cannot drop the page cache (%v): iterations after the first run warm", err)
 	}
