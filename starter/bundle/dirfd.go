@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 
@@ -37,21 +38,81 @@ func openDirAt(dirfd int, name string) (int, error) {
 }
 
 // mkdirAt creates the directory name in dirfd with exactly mode (the umask does not
-// apply): created, opened without following symlinks, then chmod'ed through the new fd.
-// The caller closes the returned fd.
+// apply): created, opened without following symlinks, checked to be root's (a directory
+// someone else swapped in between the mkdir and the open is refused), then chmod'ed
+// through the new fd. On failure it removes what it created, when that is still what the
+// name holds: the caller has no undo for it yet. The caller closes the returned fd.
 func mkdirAt(dirfd int, name string, mode uint32) (int, error) {
 	if err := unix.Mkdirat(dirfd, name, 0o700); err != nil {
 		return -1, &os.PathError{Op: "mkdir", Path: name, Err: err}
 	}
 	fd, err := openDirAt(dirfd, name)
 	if err != nil {
+		// Whatever the name holds now, only an empty directory goes; a swapped-in file or
+		// symlink stays.
+		_ = unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
 		return -1, err
 	}
-	if err := unix.Fchmod(fd, mode); err != nil {
+	st, err := fstat(fd)
+	if err == nil && st.Uid != 0 {
+		// Not the directory root just made: someone replaced it. Leave theirs alone.
 		_ = unix.Close(fd)
+		return -1, fmt.Errorf("mkdir %s: it was replaced by a directory of uid %d as it was created", name, st.Uid)
+	}
+	if err == nil {
+		err = fchmod(fd, mode)
+	}
+	if err != nil {
+		_ = unix.Close(fd)
+		if sameAt(dirfd, name, st) {
+			_ = unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
+		}
 		return -1, &os.PathError{Op: "chmod", Path: name, Err: err}
 	}
 	return fd, nil
+}
+
+// fchmod is unix.Fchmod; tests make it fail.
+var fchmod = unix.Fchmod
+
+// sameAt reports whether name in dirfd (not followed) is the file that st describes.
+func sameAt(dirfd int, name string, st unix.Stat_t) bool {
+	var cur unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &cur, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return false
+	}
+	return cur.Dev == st.Dev && cur.Ino == st.Ino
+}
+
+// openBeneath opens rel below dirfd as an O_PATH fd, refusing any symlink on the way and any
+// path that leaves dirfd (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS): a path inside a
+// container's writable rootfs cannot be redirected to the host. rel "" is dirfd itself
+// (dup'ed). Needs Linux 5.6.
+func openBeneath(dirfd int, rel string) (int, error) {
+	if rel == "" {
+		rel = "."
+	}
+	fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: rel, Err: err}
+	}
+	return fd, nil
+}
+
+// mountIDAt is the id of the mount that name in dirfd (not followed) is on: the top mount
+// when name is a mount point, as mountinfo's first field numbers it.
+func mountIDAt(dirfd int, name string) (uint64, error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(dirfd, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, unix.STATX_MNT_ID, &stx); err != nil {
+		return 0, &os.PathError{Op: "statx", Path: name, Err: err}
+	}
+	if stx.Mask&unix.STATX_MNT_ID == 0 {
+		return 0, fmt.Errorf("statx %s: the kernel gave no mount id (Linux 5.8 or later is needed)", name)
+	}
+	return stx.Mnt_id, nil
 }
 
 // tmpPrefix starts the names of files being written; a leftover one is removed by umount.
@@ -214,21 +275,72 @@ func realPath(fd int) (string, error) {
 	return p, nil
 }
 
-// lockDir takes an exclusive flock on the directory fd without waiting, so that two kerr
-// processes never work on one bundle at once. The lock goes when the fd is closed.
-func lockDir(fd int, path string) error {
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EWOULDBLOCK):
-			return fmt.Errorf("%s is in use by another kerr oci mount or umount", path)
-		}
-		return fmt.Errorf("lock %s: %w", path, err)
+// lockRoot is the root-only directory that holds the bundles' lock files. Tests move it.
+var lockRoot = "/run/kerr/bundles"
+
+// lockBundle takes an exclusive flock, without waiting, that keeps two kerr processes from
+// working on the bundle directory fd at once, and returns the lock's fd; the lock goes when
+// it is closed. The lock is not on the bundle directory itself, which its owner could open
+// before mount takes it over and flock forever, but on lockRoot/DEV-INO.lock, keyed by the
+// directory's identity, in a directory only root can enter (created 0700). Lock files are
+// never removed (unlinking a lock file races with another process that opened it): each is
+// an empty file in a tmpfs that boot clears, and a key reused by a new directory with the
+// inode of an old one only shares a lock, which serialises, never breaks, the two.
+// Privileges: root (creates and checks lockRoot).
+func lockBundle(fd int, path string) (int, error) {
+	st, err := fstat(fd)
+	if err != nil {
+		return -1, fmt.Errorf("bundle %s: %w", path, err)
 	}
+	dir, err := openLockRoot()
+	if err != nil {
+		return -1, err
+	}
+	name := fmt.Sprintf("%d-%d.lock", st.Dev, st.Ino)
+	lfd, err := unix.Openat(dir, name, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
+	_ = unix.Close(dir)
+	if err != nil {
+		return -1, fmt.Errorf("lock %s: %w", path, &os.PathError{Op: "open", Path: lockRoot + "/" + name, Err: err})
+	}
+	for {
+		err = unix.Flock(lfd, unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	switch {
+	case err == nil:
+		return lfd, nil
+	case errors.Is(err, unix.EWOULDBLOCK):
+		err = fmt.Errorf("%s is in use by another kerr oci mount or umount", path)
+	default:
+		err = fmt.Errorf("lock %s: %w", path, err)
+	}
+	_ = unix.Close(lfd)
+	return -1, err
+}
+
+// openLockRoot creates lockRoot (and its parent) 0700 if absent and opens it, refusing one
+// that is not a root-owned directory closed to group and others.
+func openLockRoot() (int, error) {
+	for _, d := range []string{filepath.Dir(lockRoot), lockRoot} {
+		if err := unix.Mkdir(d, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return -1, fmt.Errorf("create the lock directory: %w", &os.PathError{Op: "mkdir", Path: d, Err: err})
+		}
+	}
+	fd, err := openDir(lockRoot)
+	if err != nil {
+		return -1, fmt.Errorf("lock directory: %w", err)
+	}
+	st, err := fstat(fd)
+	if err == nil && (st.Uid != 0 || st.Mode&0o022 != 0) {
+		err = fmt.Errorf("it is owned by uid %d with mode %#o; it must be root's and not group/other-writable", st.Uid, st.Mode&0o7777)
+	}
+	if err != nil {
+		_ = unix.Close(fd)
+		return -1, fmt.Errorf("lock directory %s: %w", lockRoot, err)
+	}
+	return fd, nil
 }
 
 // inDir runs fn on an OS thread whose working directory is the directory fd and private

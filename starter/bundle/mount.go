@@ -40,8 +40,11 @@ const creatingMode = unix.S_ISVTX
 // squashfsFlags mount the image read-only; nodev because device nodes in an image are the
 // image author's, not the host's. Both rootfs mounts carry nodev too: a container runtime
 // mounts its own /dev (a tmpfs, where nodes work).
+// The image mounted at overlay/lower is nosuid as well: nothing runs from it there, and a
+// setuid file in it is reached only through the overlay at rootfs, whose own flags count.
 const (
 	squashfsFlags = unix.MS_RDONLY | unix.MS_NODEV
+	lowerFlags    = squashfsFlags | unix.MS_NOSUID
 	overlayFlags  = unix.MS_NODEV
 )
 
@@ -61,7 +64,20 @@ func seccompProfile() string { return buildcfg.SysconfDir + "/kerr/seccomp.json"
 // must exist. On any error everything done so far is undone, in reverse.
 //
 // The squashfs partition is read by the kernel: like Singularity, this trusts the kernel's
-// squashfs driver with an image root chose to mount.
+// squashfs driver with an image root chose to mount, and only with one that no one but
+// root can change. The loop device reads the file's page cache, so a SIF that someone else
+// can still write would have the kernel parse data they control, at any time while it is
+// mounted: Mount refuses (errdefs.ErrDenied) an image whose open file, the one bound to the
+// loop device, is not owned by uid 0 or is group- or other-writable.
+//
+// The bundle directory, when it exists, may be a user's until step 4 (takeOver) makes it
+// root's and 0700; until then the user can rename what mount creates in it. So mount
+// creates only overlay/ (root's, 0700) and the marker before taking it over, and then
+// checks through its fds that the directory holds exactly that overlay/, with the marker
+// alone in it, before it creates, mounts or names anything else in it. From there on no
+// one but root can change its entries, and the relative names mount uses cannot be
+// redirected. A directory mount creates is made in the parent's fd and must open as
+// root's with the creating mode, or someone swapped it and mount stops.
 //
 // Privileges: root (effective uid 0 with CAP_SYS_ADMIN), in the host's mount namespace;
 // otherwise it fails with errdefs.ErrDenied before doing anything.
@@ -87,11 +103,14 @@ type mounter struct {
 	imgID  [2]uint64 // device, inode
 	ociCfg []byte
 
-	loop    *loopdev.Device
-	dirFD   int // the bundle directory, locked; -1 until open
-	ovFD    int // overlay/; -1 until made
-	created bool
-	orig    unix.Stat_t // the bundle directory before mount took it over
+	loop     *loopdev.Device
+	parentFD int // the bundle directory's parent, when mount creates the directory; else -1
+	dirFD    int // the bundle directory; -1 until open
+	lockFD   int // the bundle's lock (lockBundle); -1 until taken
+	ovFD     int // overlay/; -1 until made
+	ovSt     unix.Stat_t
+	created  bool
+	orig     unix.Stat_t // the bundle directory before mount took it over
 
 	// undo holds what reverses each done step, run last to first on failure.
 	undo []func() error
@@ -99,7 +118,7 @@ type mounter struct {
 
 func newMounter(image, dir string, readOnly bool) *mounter {
 	return &mounter{image: image, dir: dir, readOnly: readOnly, attach: loopdev.Attach,
-		seccomp: seccompProfile(), dirFD: -1, ovFD: -1}
+		seccomp: seccompProfile(), parentFD: -1, dirFD: -1, lockFD: -1, ovFD: -1}
 }
 
 // mount runs every step; on failure it undoes what was done. Privileges: root.
@@ -166,6 +185,9 @@ func (m *mounter) prepare() error {
 		return fmt.Errorf("stat %s: no device and inode", m.image)
 	}
 	m.imgID = [2]uint64{uint64(sys.Dev), sys.Ino}
+	if err := onlyRootWrites(m.image, sys); err != nil {
+		return err
+	}
 	if m.ociCfg, err = img.OCIConfig(); err != nil {
 		return fmt.Errorf("%s: %w: %w", m.image, err, errdefs.ErrInvalidImage)
 	}
@@ -194,23 +216,42 @@ func (m *mounter) checkDir() error {
 	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
 		return fmt.Errorf("bundle path %s exists and is not a directory: %w", m.dir, errdefs.ErrExists)
 	}
-	return m.openDir(false)
-}
-
-// openDir opens the bundle directory, locks it, records its state and checks that it is
-// empty.
-func (m *mounter) openDir(created bool) error {
 	fd, err := openDir(m.dir)
 	if err != nil {
 		return fmt.Errorf("bundle directory: %w", err)
 	}
-	m.dirFD = fd
-	if err := lockDir(fd, m.dir); err != nil {
-		return err
-	}
 	if m.orig, err = fstat(fd); err != nil {
+		_ = unix.Close(fd)
 		return fmt.Errorf("bundle directory %s: %w", m.dir, err)
 	}
+	return m.adoptDir(fd, false)
+}
+
+// onlyRootWrites refuses an image that someone other than root can write (see Mount): st is
+// the stat of the open file that the loop device is bound to.
+func onlyRootWrites(image string, st *syscall.Stat_t) error {
+	who := ""
+	switch {
+	case st.Uid != 0:
+		who = fmt.Sprintf("uid %d", st.Uid)
+	case st.Mode&0o022 != 0:
+		who = "group/others"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s is writable by %s: kerr oci mount only mounts images that only root can change; copy it or chown root and chmod go-w: %w",
+		image, who, errdefs.ErrDenied)
+}
+
+// adoptDir takes the open bundle directory fd (whose stat is m.orig), locks it and checks
+// that it is empty.
+func (m *mounter) adoptDir(fd int, created bool) error {
+	m.dirFD = fd
+	lfd, err := lockBundle(fd, m.dir)
+	if err != nil {
+		return err
+	}
+	m.lockFD = lfd
 	names, err := listDir(fd)
 	if err != nil {
 		return fmt.Errorf("bundle directory %s: %w", m.dir, err)
@@ -248,20 +289,60 @@ func (m *mounter) createDir() error {
 	if m.dirFD >= 0 {
 		return nil
 	}
-	if err := unix.Mkdir(m.dir, creatingMode); err != nil {
+	parent, base := filepath.Dir(m.dir), filepath.Base(m.dir)
+	pfd, err := unix.Open(parent, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bundle directory's parent %s: %w", parent, err)
+	}
+	m.parentFD = pfd
+	if err := unix.Mkdirat(pfd, base, creatingMode); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("bundle directory %s appeared while kerr was checking it: %w", m.dir, errdefs.ErrExists)
 		}
 		return fmt.Errorf("create bundle directory %s: %w", m.dir, err)
 	}
+	if testHookCreated != nil {
+		testHookCreated(m.dir)
+	}
+	fd, err := openDirAt(pfd, base)
+	if err != nil {
+		return fmt.Errorf("bundle directory %s: %w", m.dir, err)
+	}
+	st, err := fstat(fd)
+	if err == nil && (st.Uid != 0 || st.Mode != unix.S_IFDIR|creatingMode) {
+		// Someone who can write the parent renamed ours away and put theirs there; ours is
+		// left where they put it, empty and with the mode umount --force recognises.
+		err = fmt.Errorf("it was replaced as it was created (now uid %d, mode %#o): %w", st.Uid, st.Mode&0o7777, errdefs.ErrExists)
+	}
+	if err != nil {
+		_ = unix.Close(fd)
+		return fmt.Errorf("bundle directory %s: %w", m.dir, err)
+	}
+	m.orig = st
 	m.created = true
 	m.undo = append(m.undo, m.removeCreatedDir)
-	return m.openDir(true)
+	return m.adoptDir(fd, true)
 }
 
-// removeCreatedDir removes the bundle directory mount created, if the path still names it.
+// testHookCreated, when set by a test, runs between the mkdir and the open of a bundle
+// directory mount creates.
+var testHookCreated func(dir string)
+
+// removeCreatedDir removes the bundle directory mount created, if its name in the parent
+// still holds it.
 func (m *mounter) removeCreatedDir() error {
-	return rmdirIfSame(m.dir, m.dirFD)
+	base := filepath.Base(m.dir)
+	st, err := fstat(m.dirFD)
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", m.dir, err)
+	}
+	if !sameAt(m.parentFD, base, st) {
+		return fmt.Errorf("remove %s: the path now names something else; left alone", m.dir)
+	}
+	if err := unix.Unlinkat(m.parentFD, base, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove %s: %w", m.dir, err)
+	}
+	return nil
 }
 
 // rmdirIfSame removes the empty directory at path if it is still the directory open as fd.
@@ -297,12 +378,10 @@ func (m *mounter) writeMarker() error {
 		return fmt.Errorf("bundle %s: %w", m.dir, err)
 	}
 	m.ovFD = fd
-	m.undo = append(m.undo, func() error {
-		if err := removeAllAt(m.dirFD, overlayName, m.orig.Dev); err != nil {
-			return fmt.Errorf("bundle %s: %w", m.dir, err)
-		}
-		return nil
-	})
+	if m.ovSt, err = fstat(fd); err != nil {
+		return fmt.Errorf("bundle %s: %w", m.dir, err)
+	}
+	m.undo = append(m.undo, m.removeOverlay)
 	mk := &marker{
 		Version: markerVersion, Image: m.image, ImageDev: m.imgID[0], ImageIno: m.imgID[1],
 		LoopDevice: m.loop.Path, Offset: m.span.Offset, Size: m.span.Size,
@@ -315,7 +394,31 @@ func (m *mounter) writeMarker() error {
 	return nil
 }
 
-// takeOver makes the bundle directory root's and 0700 while it is a bundle.
+// removeOverlay undoes writeMarker: it empties overlay/ through its fd and removes it if its
+// name still holds it. (Before takeOver, and again once the owner is given back, the
+// directory's owner can rename it.)
+func (m *mounter) removeOverlay() error {
+	names, err := listDir(m.ovFD)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", m.dir, err)
+	}
+	for _, n := range names {
+		if err := removeAllAt(m.ovFD, n, m.orig.Dev); err != nil {
+			return fmt.Errorf("bundle %s: %s/%w", m.dir, overlayName, err)
+		}
+	}
+	if !sameAt(m.dirFD, overlayName, m.ovSt) {
+		return fmt.Errorf("bundle %s: the %s directory kerr made was moved away; it is empty, and left where it is", m.dir, overlayName)
+	}
+	if err := unix.Unlinkat(m.dirFD, overlayName, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("bundle %s: remove %s: %w", m.dir, overlayName, err)
+	}
+	return nil
+}
+
+// takeOver makes the bundle directory root's and 0700 while it is a bundle, and then checks
+// that nobody changed it before: it holds exactly the overlay/ mount made (same inode,
+// root's, 0700) with only the marker in it. Only after that may anything act on names in it.
 func (m *mounter) takeOver() error {
 	m.undo = append(m.undo, func() error { return restoreDir(m.dirFD, m.dir, m.orig.Uid, m.orig.Gid, uint32(m.orig.Mode)&0o7777) })
 	if err := unix.Fchown(m.dirFD, 0, 0); err != nil {
@@ -323,6 +426,45 @@ func (m *mounter) takeOver() error {
 	}
 	if err := unix.Fchmod(m.dirFD, bundleMode); err != nil {
 		return fmt.Errorf("chmod bundle directory %s: %w", m.dir, err)
+	}
+	if err := m.checkTaken(); err != nil {
+		return fmt.Errorf("bundle directory %s was changed while kerr was making it a bundle (%w); nothing was mounted: %w", m.dir, err, errdefs.ErrExists)
+	}
+	return nil
+}
+
+// checkTaken is takeOver's check, through the fds.
+func (m *mounter) checkTaken() error {
+	st, err := fstat(m.dirFD)
+	if err != nil {
+		return err
+	}
+	if st.Uid != 0 || st.Mode != unix.S_IFDIR|bundleMode {
+		return fmt.Errorf("it is uid %d, mode %#o", st.Uid, st.Mode&0o7777)
+	}
+	names, err := listDir(m.dirFD)
+	if err != nil {
+		return err
+	}
+	if len(names) != 1 || names[0] != overlayName {
+		return fmt.Errorf("it holds %q, not just %s", names, overlayName)
+	}
+	if !sameAt(m.dirFD, overlayName, m.ovSt) {
+		return fmt.Errorf("%s is not the directory kerr made", overlayName)
+	}
+	ov, err := fstat(m.ovFD)
+	if err != nil {
+		return err
+	}
+	if ov.Uid != 0 || ov.Mode != unix.S_IFDIR|overlayMode {
+		return fmt.Errorf("%s is uid %d, mode %#o", overlayName, ov.Uid, ov.Mode&0o7777)
+	}
+	inner, err := listDir(m.ovFD)
+	if err != nil {
+		return err
+	}
+	if len(inner) != 1 || inner[0] != markerName {
+		return fmt.Errorf("%s holds %q, not just %s", overlayName, inner, markerName)
 	}
 	return nil
 }
@@ -369,12 +511,12 @@ func (m *mounter) makeDirs() error {
 // mountLower mounts the loop device's squashfs read-only at overlay/lower, or at rootfs
 // for a read-only bundle.
 func (m *mounter) mountLower() error {
-	target := lowerPath
+	target, flags := lowerPath, uintptr(lowerFlags)
 	if m.readOnly {
-		target = rootfsName
+		target, flags = rootfsName, squashfsFlags
 	}
 	err := inDir(m.dirFD, func() error {
-		return unix.Mount(m.loop.Path, target, "squashfs", squashfsFlags, "")
+		return unix.Mount(m.loop.Path, target, "squashfs", flags, "")
 	})
 	switch {
 	case errors.Is(err, unix.ENODEV):
@@ -514,9 +656,11 @@ func (m *mounter) release() {
 		_ = unix.Close(m.ovFD)
 		m.ovFD = -1
 	}
-	if m.dirFD >= 0 {
-		_ = unix.Close(m.dirFD)
-		m.dirFD = -1
+	for _, fd := range []*int{&m.lockFD, &m.dirFD, &m.parentFD} {
+		if *fd >= 0 {
+			_ = unix.Close(*fd)
+			*fd = -1
+		}
 	}
 	if m.loop != nil {
 		_ = m.loop.Close()

@@ -148,9 +148,11 @@ type unmounter struct {
 }
 
 func (u *unmounter) run() error {
-	if err := lockDir(u.fd, u.dir); err != nil {
+	lfd, err := lockBundle(u.fd, u.dir)
+	if err != nil {
 		return err
 	}
+	defer func() { _ = unix.Close(lfd) }()
 	st, err := fstat(u.fd)
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", u.dir, err)
@@ -173,6 +175,9 @@ func (u *unmounter) run() error {
 		return err
 	}
 	below := u.mountsBelow(ms)
+	if testHookMountinfo != nil {
+		testHookMountinfo(u.dir)
+	}
 	if u.mk == nil {
 		if len(below) == 0 && u.opts.Force {
 			if done, err := u.cleanInterrupted(); done || err != nil {
@@ -278,18 +283,89 @@ func (u *unmounter) checkComplete(below []mountinfo.Mount) error {
 	return nil
 }
 
+// testHookMountinfo, when set by a test, runs just after umount has read the mount table.
+var testHookMountinfo func(dir string)
+
+// errMountPointChanged says a mount point's path no longer leads, beneath the bundle and
+// without a symlink, to a mount of the bundle that the mount table listed.
+var errMountPointChanged = errors.New("its path changed since the mount table was read")
+
+// openMountPoint resolves the mount point of m for an unmount that nothing inside the
+// bundle can redirect: the rootfs is the container's, and it can replace any directory on
+// the way with a symlink (to "/") at any time. The parent of the mount point is opened
+// beneath the bundle directory with no symlink allowed (openat2 RESOLVE_BENEATH|
+// RESOLVE_NO_SYMLINKS), and the top mount at the last component, looked up from that fd
+// and not followed, must be one of ids, the mounts the mount table listed there. It returns
+// the parent's fd (the caller closes it) and the last component: umount2 of that name, not
+// followed, from a thread whose working directory is the parent fd, acts on that mount.
+// (umount2 of /proc/self/fd/N would hold the mount open through N and fail as busy.)
+// A mount point that is gone or not a mount of ids any more is errMountPointChanged.
+func (u *unmounter) openMountPoint(m mountinfo.Mount, ids map[uint64]bool) (int, string, error) {
+	r := u.rel(m)
+	parent, base := "", r
+	if i := strings.LastIndexByte(r, '/'); i >= 0 {
+		parent, base = r[:i], r[i+1:]
+	}
+	pfd, err := openBeneath(u.fd, parent)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOTDIR) {
+		return -1, "", fmt.Errorf("%s: %w (%w)", m.Mountpoint, errMountPointChanged, err)
+	}
+	if err != nil {
+		return -1, "", fmt.Errorf("%s: %w", m.Mountpoint, err)
+	}
+	id, err := mountIDAt(pfd, base)
+	if err == nil && !ids[id] {
+		err = errMountPointChanged
+	}
+	if errors.Is(err, unix.ENOENT) {
+		err = fmt.Errorf("%w (%w)", errMountPointChanged, err)
+	}
+	if err != nil {
+		_ = unix.Close(pfd)
+		return -1, "", fmt.Errorf("%s: %w", m.Mountpoint, err)
+	}
+	return pfd, base, nil
+}
+
+// idsAt is the set of ids of the mounts in below at m's mount point (a stack of them).
+func idsAt(below []mountinfo.Mount, m mountinfo.Mount) map[uint64]bool {
+	ids := map[uint64]bool{}
+	for _, b := range below {
+		if b.Mountpoint == m.Mountpoint {
+			ids[uint64(b.ID)] = true
+		}
+	}
+	return ids
+}
+
 // checkNotBusy asks the kernel, without unmounting, whether each mount is in use:
-// umount2(MNT_EXPIRE) fails with EBUSY for a busy mount and with EAGAIN (marking it
-// expired, which nothing else acts on) for an idle one.
+// umount2(MNT_EXPIRE) fails with EBUSY for a busy mount and with EAGAIN for an idle one,
+// marking it expired, so that a second MNT_EXPIRE would really unmount it. The mark is
+// cleared by any later lookup through the mount (the kernel's mntput), so each check is
+// followed by one: two refused umounts in a row never unmount anything.
 func (u *unmounter) checkNotBusy(below []mountinfo.Mount) error {
 	for _, m := range below {
-		r := u.rel(m)
-		err := inDir(u.fd, func() error { return unix.Unmount(r, unix.MNT_EXPIRE|unix.UMOUNT_NOFOLLOW) })
+		pfd, base, err := u.openMountPoint(m, map[uint64]bool{uint64(m.ID): true})
+		if err != nil {
+			return fmt.Errorf("%s: %w; nothing was unmounted (kerr oci umount --force unmounts what is still the bundle's)", u.dir, err)
+		}
+		err = inDir(pfd, func() error { return unix.Unmount(base, unix.MNT_EXPIRE|unix.UMOUNT_NOFOLLOW) })
+		clearExpiry(pfd, base)
+		_ = unix.Close(pfd)
 		if errors.Is(err, unix.EBUSY) {
 			return u.busyError(m.Mountpoint)
 		}
 	}
 	return nil
+}
+
+// clearExpiry looks up name in dirfd, crossing into what is mounted there, which clears
+// an expiry mark that MNT_EXPIRE left on that mount.
+func clearExpiry(dirfd int, name string) {
+	fd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == nil {
+		_ = unix.Close(fd)
+	}
 }
 
 // busyError names a busy mount and the processes that use it.
@@ -315,9 +391,20 @@ func (u *unmounter) unmountAll(below []mountinfo.Mount) error {
 			continue
 		}
 		seen[m.Mountpoint] = true
-		r := u.rel(m)
+		ids := idsAt(below, m)
 		for range maxStacked {
-			err := inDir(u.fd, func() error { return unix.Unmount(r, flags) })
+			pfd, base, err := u.openMountPoint(m, ids)
+			if errors.Is(err, errMountPointChanged) {
+				// Gone (a detached parent took it along), or its path now leads elsewhere:
+				// left alone. Detaching rootfs takes what is still mounted inside it; the
+				// check below names whatever stays.
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("unmount %w", err)
+			}
+			err = inDir(pfd, func() error { return unix.Unmount(base, flags) })
+			_ = unix.Close(pfd)
 			if errors.Is(err, unix.EINVAL) {
 				break // no mount left there (or a detached parent took it along)
 			}

@@ -7,6 +7,11 @@
 // a mount of it. A caller therefore opens a Device, mounts it, and closes it; it never
 // detaches a device itself.
 //
+// One exception, on kernels before 5.8 only: they lack LOOP_CONFIGURE, and binding takes
+// two calls, LOOP_SET_FD and then LOOP_SET_STATUS64 (which sets autoclear). A process
+// killed between the two leaves the device bound, without autoclear, until someone detaches
+// it (losetup -d). On 5.8 and later binding is one call and this cannot happen.
+//
 // Privileges: binding a device (Attach) needs root (CAP_SYS_ADMIN and access to
 // /dev/loop-control and /dev/loopN); Find and BoundTo need read access to /dev/loopN, which
 // in practice is root too. Nothing here changes ids or capabilities.
@@ -190,7 +195,8 @@ func bind(dev, backing *os.File, span Span) error {
 	err := loopConfigure(devFD, &unix.LoopConfig{Fd: uint32(backFD), Info: info})
 	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) {
 		// Kernels before 5.8 lack LOOP_CONFIGURE: bind, then set the span and flags. The
-		// device is read-only because backing is.
+		// device is read-only because backing is. Not atomic: a kill -9 between the two
+		// calls leaves the device bound without autoclear (see the package comment).
 		if err = unix.IoctlSetInt(devFD, unix.LOOP_SET_FD, backFD); err != nil {
 			return fmt.Errorf("LOOP_SET_FD: %w", err)
 		}
