@@ -12,5 +12,6 @@ check-unit:
 check-e2e:
 	$(GO_TEST_E2E)
 
-demo: all
-	KERR=$(BUILDDIR)/kerr $(SRCDIR)/scripts/demo.sh
+# The demo runs the installed kerr: `kerr oci` needs the starter at its compile-time path.
+demo: install
+	KERR=$(DESTDIR)$(BINDIR)/kerr $(SRCDIR)/scripts/demo.sh
