@@ -278,46 +278,77 @@ func realPath(fd int) (string, error) {
 // lockRoot is the root-only directory that holds the bundles' lock files. Tests move it.
 var lockRoot = "/run/kerr/bundles"
 
+// bundleLock is a held lockBundle lock.
+type bundleLock struct {
+	dir  int    // lockRoot
+	fd   int    // the lock file, flocked
+	name string // its name in lockRoot
+}
+
 // lockBundle takes an exclusive flock, without waiting, that keeps two kerr processes from
-// working on the bundle directory fd at once, and returns the lock's fd; the lock goes when
-// it is closed. The lock is not on the bundle directory itself, which its owner could open
-// before mount takes it over and flock forever, but on lockRoot/DEV-INO.lock, keyed by the
-// directory's identity, in a directory only root can enter (created 0700). Lock files are
-// never removed (unlinking a lock file races with another process that opened it): each is
-// an empty file in a tmpfs that boot clears, and a key reused by a new directory with the
-// inode of an old one only shares a lock, which serialises, never breaks, the two.
+// working on the bundle directory fd at once. The lock is not on the bundle directory
+// itself, which its owner could open before mount takes it over and flock forever, but on
+// lockRoot/DEV-INO.lock, keyed by the directory's identity, in a directory only root can
+// enter (created 0700). Close removes the lock file while still holding it; so that this is
+// safe, a lock counts only if, once flocked, the file is still the one lockRoot names: a
+// process that opened the file before it was removed finds it unlinked and reports the
+// bundle in use, as it would have a moment earlier.
 // Privileges: root (creates and checks lockRoot).
-func lockBundle(fd int, path string) (int, error) {
+func lockBundle(fd int, path string) (*bundleLock, error) {
 	st, err := fstat(fd)
 	if err != nil {
-		return -1, fmt.Errorf("bundle %s: %w", path, err)
+		return nil, fmt.Errorf("bundle %s: %w", path, err)
 	}
 	dir, err := openLockRoot()
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
-	name := fmt.Sprintf("%d-%d.lock", st.Dev, st.Ino)
-	lfd, err := unix.Openat(dir, name, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
-	_ = unix.Close(dir)
+	l := &bundleLock{dir: dir, fd: -1, name: fmt.Sprintf("%d-%d.lock", st.Dev, st.Ino)}
+	l.fd, err = unix.Openat(dir, l.name, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
 	if err != nil {
-		return -1, fmt.Errorf("lock %s: %w", path, &os.PathError{Op: "open", Path: lockRoot + "/" + name, Err: err})
+		_ = unix.Close(dir)
+		return nil, fmt.Errorf("lock %s: %w", path, &os.PathError{Op: "open", Path: lockRoot + "/" + l.name, Err: err})
 	}
 	for {
-		err = unix.Flock(lfd, unix.LOCK_EX|unix.LOCK_NB)
+		err = unix.Flock(l.fd, unix.LOCK_EX|unix.LOCK_NB)
 		if !errors.Is(err, unix.EINTR) {
 			break
 		}
 	}
+	if err == nil && !l.linked() {
+		err = unix.EWOULDBLOCK // removed by the holder we raced with: it was in use
+	}
 	switch {
 	case err == nil:
-		return lfd, nil
+		return l, nil
 	case errors.Is(err, unix.EWOULDBLOCK):
 		err = fmt.Errorf("%s is in use by another kerr oci mount or umount", path)
 	default:
 		err = fmt.Errorf("lock %s: %w", path, err)
 	}
-	_ = unix.Close(lfd)
-	return -1, err
+	_ = unix.Close(l.fd)
+	_ = unix.Close(dir)
+	return nil, err
+}
+
+// linked reports whether the flocked file is still the one lockRoot holds under l.name.
+func (l *bundleLock) linked() bool {
+	var held, named unix.Stat_t
+	if unix.Fstat(l.fd, &held) != nil || unix.Fstatat(l.dir, l.name, &named, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return false
+	}
+	return held.Dev == named.Dev && held.Ino == named.Ino
+}
+
+// Close removes the lock file and releases the lock. Privileges: root.
+func (l *bundleLock) Close() {
+	if l == nil || l.fd < 0 {
+		return
+	}
+	_ = unix.Unlinkat(l.dir, l.name, 0)
+	_ = unix.Close(l.fd)
+	_ = unix.Close(l.dir)
+	l.fd = -1
 }
 
 // openLockRoot creates lockRoot (and its parent) 0700 if absent and opens it, refusing one

@@ -104,10 +104,10 @@ type mounter struct {
 	ociCfg []byte
 
 	loop     *loopdev.Device
-	parentFD int // the bundle directory's parent, when mount creates the directory; else -1
-	dirFD    int // the bundle directory; -1 until open
-	lockFD   int // the bundle's lock (lockBundle); -1 until taken
-	ovFD     int // overlay/; -1 until made
+	parentFD int         // the bundle directory's parent, when mount creates the directory; else -1
+	dirFD    int         // the bundle directory; -1 until open
+	lock     *bundleLock // the bundle's lock; nil until taken
+	ovFD     int         // overlay/; -1 until made
 	ovSt     unix.Stat_t
 	created  bool
 	orig     unix.Stat_t // the bundle directory before mount took it over
@@ -118,7 +118,7 @@ type mounter struct {
 
 func newMounter(image, dir string, readOnly bool) *mounter {
 	return &mounter{image: image, dir: dir, readOnly: readOnly, attach: loopdev.Attach,
-		seccomp: seccompProfile(), parentFD: -1, dirFD: -1, lockFD: -1, ovFD: -1}
+		seccomp: seccompProfile(), parentFD: -1, dirFD: -1, ovFD: -1}
 }
 
 // mount runs every step; on failure it undoes what was done. Privileges: root.
@@ -251,7 +251,7 @@ func (m *mounter) adoptDir(fd int, created bool) error {
 	if err != nil {
 		return err
 	}
-	m.lockFD = lfd
+	m.lock = lfd
 	names, err := listDir(fd)
 	if err != nil {
 		return fmt.Errorf("bundle directory %s: %w", m.dir, err)
@@ -656,7 +656,9 @@ func (m *mounter) release() {
 		_ = unix.Close(m.ovFD)
 		m.ovFD = -1
 	}
-	for _, fd := range []*int{&m.lockFD, &m.dirFD, &m.parentFD} {
+	m.lock.Close()
+	m.lock = nil
+	for _, fd := range []*int{&m.dirFD, &m.parentFD} {
 		if *fd >= 0 {
 			_ = unix.Close(*fd)
 			*fd = -1

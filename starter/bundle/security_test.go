@@ -262,7 +262,7 @@ func TestFlockOnBundleDirDoesNotBlockUmount(t *testing.T) {
 	if err := Umount(bundle, UmountOptions{}); err == nil || !strings.Contains(err.Error(), "in use by another kerr") {
 		t.Errorf("umount while another kerr holds the bundle: %v, want in use", err)
 	}
-	mustDo(t, unix.Close(lfd))
+	lfd.Close()
 	if err := Umount(bundle, UmountOptions{}); err != nil {
 		t.Errorf("umount with the directory flocked by its former owner: %v", err)
 	}
@@ -274,4 +274,49 @@ func mustDo(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestBundleLockLeavesNoFileAndRefusesAStaleOne: the lock file goes with the lock, and a
+// process holding the file from before it was removed does not count as holding the lock.
+func TestBundleLockLeavesNoFileAndRefusesAStaleOne(t *testing.T) {
+	needRoot(t)
+	old := lockRoot
+	lockRoot = filepath.Join(t.TempDir(), "locks")
+	defer func() { lockRoot = old }()
+	dir := t.TempDir()
+	fd, err := openDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = unix.Close(fd) }()
+
+	a, err := lockBundle(fd, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B opened the lock file while A held it, and flocks once A is gone.
+	stale, err := os.Open(filepath.Join(lockRoot, a.name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stale.Close()
+	a.Close()
+	if left, _ := os.ReadDir(lockRoot); len(left) != 0 {
+		t.Errorf("lock files left: %v", left)
+	}
+	stl := &bundleLock{dir: -1, fd: int(stale.Fd()), name: a.name}
+	if d, err := openLockRoot(); err == nil {
+		stl.dir = d
+		defer func() { _ = unix.Close(d) }()
+	}
+	mustDo(t, unix.Flock(stl.fd, unix.LOCK_EX|unix.LOCK_NB))
+	if stl.linked() {
+		t.Error("a lock on the removed file counts as the bundle's lock")
+	}
+	// A new locker gets a fresh file and the lock, although the stale flock is held.
+	c, err := lockBundle(fd, dir)
+	if err != nil {
+		t.Fatalf("lock after the holder left: %v", err)
+	}
+	c.Close()
 }

@@ -152,7 +152,7 @@ func (u *unmounter) run() error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = unix.Close(lfd) }()
+	defer lfd.Close()
 	st, err := fstat(u.fd)
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", u.dir, err)
