@@ -58,6 +58,7 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 			sifCommand(),
 			cacheCommand(),
 			ociCommand(),
+			policyCommand(),
 		},
 		HideHelpCommand:      true,
 		EnableBashCompletion: false,
