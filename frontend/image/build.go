@@ -77,6 +77,9 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if opts.Compressor == "" {
+		opts.Compressor = squashfs.DefaultCompressor
+	}
 	out, err := filepath.Abs(opts.Output)
 	if err != nil {
 		return Result{}, fmt.Errorf("output %s: %w", opts.Output, err)
@@ -113,7 +116,7 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	// architecture and the compressor.
 	key := ""
 	if src.Transport == ref.Docker && img.Digest.Hex != "" && !opts.Sandbox {
-		key = cache.SIFKey(img.Digest, img.Arch, layoutVersion+"\x00"+compressorName(opts.Compressor)+"\x00"+src.Raw)
+		key = cache.SIFKey(img.Digest, img.Arch, layoutVersion+"\x00"+opts.Compressor+"\x00"+src.Raw)
 		if cached, ok := c.SIFPath(key); ok {
 			rep.Infof("Using cached SIF for %s", img.Digest)
 			if err := copyInto(cached, out, opts.Force); err != nil {
@@ -188,7 +191,7 @@ func flattenOptions(img *source.Image, src ref.Source, opts Options) (flatten.Op
 	if img.Config != nil {
 		cfg = &img.Config.Config
 	}
-	labels := sylayout.Labels(cfg, sylayout.Meta{Source: src.Raw, Bootstrap: img.Bootstrap, Arch: sifArch(img.Arch), Created: now})
+	labels := sylayout.Labels(cfg, sylayout.Meta{Source: src.Raw, Bootstrap: img.Bootstrap, Arch: img.Arch, Created: now})
 	layout, err := sylayout.Files(cfg, labels, now)
 	if err != nil {
 		return flatten.Options{}, nil, err
@@ -213,7 +216,7 @@ func buildSIF(ctx context.Context, img *source.Image, fo flatten.Options, labels
 	sqfsFile.Close()
 	defer os.Remove(sqfsPath)
 
-	rep.Infof("Creating squashfs root filesystem (%s)", compressorName(opts.Compressor))
+	rep.Infof("Creating squashfs root filesystem (%s)", opts.Compressor)
 	w, err := squashfs.Create(ctx, sqfsPath, opts.Compressor)
 	if err != nil {
 		return 0, err
@@ -243,7 +246,7 @@ func buildSIF(ctx context.Context, img *source.Image, fo flatten.Options, labels
 	defer os.Remove(tmpSIF) // a no-op once it has its final name
 	deffile := fmt.Sprintf("bootstrap: %s\nfrom: %s\n", img.Bootstrap, strings.TrimPrefix(opts.Source, img.Bootstrap+"://"))
 	err = sifimage.WriteFile(tmp, sifimage.Contents{
-		Squashfs: sq, Arch: sifArch(img.Arch), Deffile: deffile, Labels: labels,
+		Squashfs: sq, Arch: img.Arch, Deffile: deffile, Labels: labels,
 		OCIConfig: img.RawConfig, Created: time.Now(),
 	})
 	if err != nil {
@@ -355,11 +358,4 @@ func copyInto(src, out string, force bool) error {
 		return errdefs.ClassifyIO(err)
 	}
 	return nil
-}
-
-func compressorName(c string) string {
-	if c == "" {
-		return squashfs.DefaultCompressor
-	}
-	return c
 }

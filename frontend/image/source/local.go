@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -262,6 +263,8 @@ func resolveDirectory(ctx context.Context, src ref.Source) (*Image, error) {
 	}
 	return &Image{
 		Bootstrap: "localimage",
+		// A directory says nothing of its architecture: it is taken to be the host's.
+		Arch: runtime.GOARCH,
 		layers: []layer{{size: -1, open: func() (io.ReadCloser, error) {
 			pr, pw := io.Pipe()
 			go func() { pw.CloseWithError(writeDirTar(ctx, dir, pw)) }()

@@ -55,7 +55,8 @@ type Image struct {
 	// RawConfig is the OCI image config as the source holds it; nil for a directory.
 	RawConfig []byte
 	Config    *v1.ConfigFile
-	Arch      string
+	// Arch is the image's GOARCH: its config's, else the one asked for (the host's).
+	Arch string
 	// Bootstrap names the transport, as Singularity's definition files do.
 	Bootstrap string
 	// CompressedSize is the sum of the layers' sizes as stored, for progress.
