@@ -141,31 +141,10 @@ func stripLine(line string) (code, multiline string) {
 	return b.String(), ""
 }
 
-// bracketDelta counts opening minus closing brackets and braces outside strings.
-func bracketDelta(code string) int {
-	d := 0
-	inStr := byte(0)
-	for i := 0; i < len(code); i++ {
-		c := code[i]
-		switch {
-		case inStr != 0:
-			if c == '\\' && inStr == '"' {
-				i++
-			} else if c == inStr {
-				inStr = 0
-			}
-		case c == '"' || c == '\'':
-			inStr = c
-		case c == '[' || c == '{':
-			d++
-		case c == ']' || c == '}':
-			d--
-		}
-	}
-	return d
-}
-
-func indexOutsideQuotes(s string, want byte) int {
+// eachOutsideQuotes calls fn with the index and byte of each character of s that is not
+// inside a basic ("...", with backslash escapes) or literal ('...') string, until fn
+// returns false.
+func eachOutsideQuotes(s string, fn func(i int, c byte) bool) {
 	inStr := byte(0)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -178,11 +157,40 @@ func indexOutsideQuotes(s string, want byte) int {
 			}
 		case c == '"' || c == '\'':
 			inStr = c
-		case c == want:
-			return i
+		default:
+			if !fn(i, c) {
+				return
+			}
 		}
 	}
-	return -1
+}
+
+// bracketDelta counts opening minus closing brackets and braces outside strings.
+func bracketDelta(code string) int {
+	d := 0
+	eachOutsideQuotes(code, func(_ int, c byte) bool {
+		switch c {
+		case '[', '{':
+			d++
+		case ']', '}':
+			d--
+		}
+		return true
+	})
+	return d
+}
+
+// indexOutsideQuotes is the index of the first want outside strings, or -1.
+func indexOutsideQuotes(s string, want byte) int {
+	at := -1
+	eachOutsideQuotes(s, func(i int, c byte) bool {
+		if c == want {
+			at = i
+			return false
+		}
+		return true
+	})
+	return at
 }
 
 // splitKey splits a (possibly dotted, possibly quoted) TOML key into its parts.
