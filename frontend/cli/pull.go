@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/urfave/cli/v2"
 
@@ -84,13 +85,12 @@ func runBuild(c *cli.Context, src, out string, allowDir, sandbox bool) error {
 		}
 		opts.Password = strings.TrimRight(pw, "\r\n")
 	}
-	var skipped []string
+	var skipped atomic.Int64 // Warn is called from the flattener and the sandbox writer
 	opts.Warn = func(format string, args ...any) {
-		msg := fmt.Sprintf(format, args...)
 		if g.debug {
-			g.warnf("%s", msg)
+			g.warnf(format, args...)
 		}
-		skipped = append(skipped, msg)
+		skipped.Add(1)
 	}
 	if opts.Output == "" {
 		s, err := image.ParseSource(opts)
@@ -103,8 +103,8 @@ func runBuild(c *cli.Context, src, out string, allowDir, sandbox bool) error {
 	if err != nil {
 		return err
 	}
-	if len(skipped) > 0 && !g.debug {
-		g.warnf("%d entries of the image were left out (run with --debug to list them)", len(skipped))
+	if n := skipped.Load(); n > 0 && !g.debug {
+		g.warnf("%d entries of the image were left out (run with --debug to list them)", n)
 	}
 	if !g.quiet {
 		what := "Wrote"

@@ -53,16 +53,16 @@ type Options struct {
 	// CacheDir is the cache root; empty: cache.DefaultDir().
 	CacheDir string
 	Progress *progress.Reporter
-	// Warn receives notes about entries skipped while flattening; nil drops them.
+	// Warn receives notes about entries left out while flattening and unpacking; nil drops
+	// them. For sandboxes it is called from two goroutines at once.
 	Warn func(format string, args ...any)
 }
 
 // Result says what a build produced.
 type Result struct {
-	Output  string
-	Size    int64
-	Cached  bool // a SIF built earlier from the same manifest was reused
-	Skipped int  // layer entries left out (hostile names, device nodes, ...)
+	Output string
+	Size   int64
+	Cached bool // a SIF built earlier from the same manifest was reused
 }
 
 // ParseSource parses opts.Source the way Build will, so that a CLI can derive a default
@@ -122,7 +122,7 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 			if err := copyInto(cached, out, opts.Force); err != nil {
 				return Result{}, err
 			}
-			return result(out, true, 0)
+			return result(out, true)
 		}
 	}
 	if err := img.Fetch(ctx); err != nil {
@@ -132,11 +132,10 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	var skipped int
 	if opts.Sandbox {
-		skipped, err = buildSandbox(ctx, img, fopts, out, opts, rep)
+		err = buildSandbox(ctx, img, fopts, out, opts, rep)
 	} else {
-		skipped, err = buildSIF(ctx, img, fopts, labels, out, opts, rep)
+		err = buildSIF(ctx, img, fopts, labels, out, opts, rep)
 	}
 	if err != nil {
 		return Result{}, err
@@ -147,16 +146,15 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 			rep.Infof("not caching the SIF: %v", err)
 		}
 	}
-	r, err := result(out, false, skipped)
-	return r, err
+	return result(out, false)
 }
 
-func result(out string, cached bool, skipped int) (Result, error) {
+func result(out string, cached bool) (Result, error) {
 	fi, err := os.Stat(out)
 	if err != nil {
 		return Result{}, fmt.Errorf("stat %s: %w", out, err)
 	}
-	return Result{Output: out, Size: fi.Size(), Cached: cached, Skipped: skipped}, nil
+	return Result{Output: out, Size: fi.Size(), Cached: cached}, nil
 }
 
 // checkOutput refuses to replace an existing output without Force, before any download.
@@ -206,11 +204,11 @@ func flattenOptions(img *source.Image, src ref.Source, opts Options) (flatten.Op
 	return fo, labels, nil
 }
 
-func buildSIF(ctx context.Context, img *source.Image, fo flatten.Options, labels map[string]string, out string, opts Options, rep *progress.Reporter) (int, error) {
+func buildSIF(ctx context.Context, img *source.Image, fo flatten.Options, labels map[string]string, out string, opts Options, rep *progress.Reporter) error {
 	dir, base := filepath.Split(out)
 	sqfsFile, err := os.CreateTemp(dir, "."+base+".kerr-*.sqfs")
 	if err != nil {
-		return 0, fmt.Errorf("create temporary squashfs in %s: %w", dir, errdefs.ClassifyIO(err))
+		return fmt.Errorf("create temporary squashfs in %s: %w", dir, errdefs.ClassifyIO(err))
 	}
 	sqfsPath := sqfsFile.Name()
 	sqfsFile.Close()
@@ -219,28 +217,28 @@ func buildSIF(ctx context.Context, img *source.Image, fo flatten.Options, labels
 	rep.Infof("Creating squashfs root filesystem (%s)", opts.Compressor)
 	w, err := squashfs.Create(ctx, sqfsPath, opts.Compressor)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	stats, ferr := flatten.Flatten(ctx, w, img.Layers(rep), fo)
+	_, ferr := flatten.Flatten(ctx, w, img.Layers(rep), fo)
 	if ferr != nil {
 		w.Abort()
 		rep.Wait()
-		return 0, errdefs.ClassifyIO(ferr)
+		return errdefs.ClassifyIO(ferr)
 	}
 	if err := w.Close(); err != nil {
 		rep.Wait()
-		return 0, errdefs.ClassifyIO(err)
+		return errdefs.ClassifyIO(err)
 	}
 	rep.Wait()
 
 	sq, err := os.Open(sqfsPath)
 	if err != nil {
-		return 0, fmt.Errorf("open squashfs: %w", err)
+		return fmt.Errorf("open squashfs: %w", err)
 	}
 	defer sq.Close()
 	tmp, err := os.CreateTemp(dir, "."+base+".kerr-*.sif")
 	if err != nil {
-		return 0, fmt.Errorf("create temporary SIF in %s: %w", dir, errdefs.ClassifyIO(err))
+		return fmt.Errorf("create temporary SIF in %s: %w", dir, errdefs.ClassifyIO(err))
 	}
 	tmpSIF := tmp.Name()
 	defer os.Remove(tmpSIF) // a no-op once it has its final name
@@ -250,22 +248,22 @@ func buildSIF(ctx context.Context, img *source.Image, fo flatten.Options, labels
 		OCIConfig: img.RawConfig, Created: time.Now(),
 	})
 	if err != nil {
-		return 0, errdefs.ClassifyIO(err)
+		return errdefs.ClassifyIO(err)
 	}
 	if err := os.Chmod(tmpSIF, 0o755); err != nil {
-		return 0, fmt.Errorf("chmod %s: %w", tmpSIF, err)
+		return fmt.Errorf("chmod %s: %w", tmpSIF, err)
 	}
 	if err := replace(tmpSIF, out, opts.Force); err != nil {
-		return 0, err
+		return err
 	}
-	return stats.Skipped, nil
+	return nil
 }
 
-func buildSandbox(ctx context.Context, img *source.Image, fo flatten.Options, out string, opts Options, rep *progress.Reporter) (int, error) {
+func buildSandbox(ctx context.Context, img *source.Image, fo flatten.Options, out string, opts Options, rep *progress.Reporter) error {
 	dir, base := filepath.Split(out)
 	tmp, err := os.MkdirTemp(dir, "."+base+".kerr-*")
 	if err != nil {
-		return 0, fmt.Errorf("create %s: %w", out, errdefs.ClassifyIO(err))
+		return fmt.Errorf("create %s: %w", out, errdefs.ClassifyIO(err))
 	}
 	done := false
 	defer func() {
@@ -274,40 +272,36 @@ func buildSandbox(ctx context.Context, img *source.Image, fo flatten.Options, ou
 		}
 	}()
 	if err := os.Chmod(tmp, 0o755); err != nil {
-		return 0, fmt.Errorf("chmod %s: %w", tmp, err)
+		return fmt.Errorf("chmod %s: %w", tmp, err)
 	}
 	rep.Infof("Writing sandbox %s", out)
 	pr, pw := io.Pipe()
-	type fres struct {
-		stats flatten.Stats
-		err   error
-	}
-	ch := make(chan fres, 1)
+	ferr := make(chan error, 1)
 	go func() {
-		st, err := flatten.Flatten(ctx, pw, img.Layers(rep), fo)
+		_, err := flatten.Flatten(ctx, pw, img.Layers(rep), fo)
 		pw.CloseWithError(err)
-		ch <- fres{st, err}
+		ferr <- err
 	}()
 	xerr := sandbox.Extract(ctx, pr, tmp, sandbox.Options{Warn: opts.Warn, Privileged: os.Geteuid() == 0})
 	pr.CloseWithError(xerr)
-	fr := <-ch
+	err = <-ferr
 	rep.Wait()
-	if fr.err != nil {
-		return 0, errdefs.ClassifyIO(fr.err)
+	if err != nil {
+		return errdefs.ClassifyIO(err)
 	}
 	if xerr != nil {
-		return 0, errdefs.ClassifyIO(xerr)
+		return errdefs.ClassifyIO(xerr)
 	}
 	if opts.Force {
 		if err := os.RemoveAll(out); err != nil {
-			return 0, fmt.Errorf("replace %s: %w", out, err)
+			return fmt.Errorf("replace %s: %w", out, err)
 		}
 	}
 	if err := os.Rename(tmp, out); err != nil {
-		return 0, fmt.Errorf("rename %s: %w", out, err)
+		return fmt.Errorf("rename %s: %w", out, err)
 	}
 	done = true
-	return fr.stats.Skipped, nil
+	return nil
 }
 
 // replace moves tmp to out; without force it fails if out appeared meanwhile.
