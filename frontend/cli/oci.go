@@ -99,7 +99,7 @@ func runBundle(c *cli.Context, cfg bundle.Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%v: %w", err, errdefs.ErrUsage)
 	}
-	return launch.Run(c.Context, bundle.EngineName, bundle.ID(cfg.Bundle), cfg, launch.Options{CaptureStderr: true})
+	return launch.Run(bundle.EngineName, bundle.ID(cfg.Bundle), cfg, launch.Options{CaptureStderr: true})
 }
 
 func needRoot(c *cli.Context) error {

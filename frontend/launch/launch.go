@@ -7,7 +7,6 @@ package launch
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -44,8 +43,12 @@ type Options struct {
 	CaptureStderr bool
 }
 
-// Run runs the starter with engine's config cfg for id, and waits for it.
-func Run(ctx context.Context, engine, id string, cfg any, opts Options) error {
+// Run runs the starter with engine's config cfg for id, and waits for it. Nothing here
+// stops the starter early: its privileged work is short, and an engine recovers from being
+// killed half-way (e.g. `kerr oci umount --force`), so kerr lets it finish rather than
+// interrupt it at a worse moment. A Ctrl-C on a terminal reaches it directly, as it reaches
+// kerr.
+func Run(engine, id string, cfg any, opts Options) error {
 	env, err := envelope.New(engine, id, cfg)
 	if err != nil {
 		return fmt.Errorf("engine config: %w", err)
@@ -65,7 +68,7 @@ func Run(ctx context.Context, engine, id string, cfg any, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("config pipe: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, bin, "--config-fd", fmt.Sprint(configFd))
+	cmd := exec.Command(bin, "--config-fd", fmt.Sprint(configFd))
 	cmd.ExtraFiles = []*os.File{r}
 	cmd.Stdin, cmd.Stdout = os.Stdin, os.Stdout
 	var stderr limitedBuffer
@@ -74,9 +77,6 @@ func Run(ctx context.Context, engine, id string, cfg any, opts Options) error {
 	} else {
 		cmd.Stderr = os.Stderr
 	}
-	// The starter must not outlive an interrupted kerr half-way through; it cleans up
-	// after itself on SIGTERM.
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()

@@ -1,7 +1,6 @@
 package launch
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -34,7 +33,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func TestRunSendsTheEnvelopeOnFd3(t *testing.T) {
 	bin, got := fakeStarter(t, "", 0)
 	cfg := map[string]string{"action": "mount", "bundle": "/b"}
-	if err := Run(context.Background(), "bundle", "bundle-1", cfg, Options{Starter: bin, CaptureStderr: true}); err != nil {
+	if err := Run("bundle", "bundle-1", cfg, Options{Starter: bin, CaptureStderr: true}); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	b, err := os.ReadFile(got)
@@ -57,7 +56,7 @@ func TestRunSendsTheEnvelopeOnFd3(t *testing.T) {
 
 func TestRunReportsTheStartersLastLineAndCode(t *testing.T) {
 	bin, _ := fakeStarter(t, "noise\\nstarter: mount /b: no loop device free\\n", 7)
-	err := Run(context.Background(), "bundle", "bundle-1", map[string]string{}, Options{Starter: bin, CaptureStderr: true})
+	err := Run("bundle", "bundle-1", map[string]string{}, Options{Starter: bin, CaptureStderr: true})
 	var ee *ExitError
 	if !errors.As(err, &ee) {
 		t.Fatalf("Run = %v, want an ExitError", err)
@@ -68,7 +67,7 @@ func TestRunReportsTheStartersLastLineAndCode(t *testing.T) {
 }
 
 func TestRunWithoutStarter(t *testing.T) {
-	err := Run(context.Background(), "bundle", "bundle-1", map[string]string{}, Options{Starter: "/nonexistent/starter"})
+	err := Run("bundle", "bundle-1", map[string]string{}, Options{Starter: "/nonexistent/starter"})
 	if err == nil || !strings.Contains(err.Error(), "is kerr installed") {
 		t.Errorf("Run = %v", err)
 	}
