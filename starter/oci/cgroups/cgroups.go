@@ -1,0 +1,484 @@
+// Package cgroups puts an OCI container in its own cgroup and manages that cgroup for the
+// rest of the container's life: limits from the runtime spec's linux.resources, freezing
+// (pause), listing and signalling every process (kill --all), statistics, and removal.
+//
+// Why a package of its own: a container's resource limits and its device allow list are part
+// of its confinement, so a limit the host cannot honour must be refused with a clear error
+// rather than dropped. Validate says what this host can do before anything is created; the
+// Manager then applies exactly that, through github.com/opencontainers/cgroups (fs for cgroup
+// v1 and hybrid hosts, fs2 for unified cgroup v2 hosts; systemd is never needed).
+//
+// Device rules are applied by this package on cgroup v1 (devices.allow / devices.deny). On
+// cgroup v2 they need an eBPF program, which github.com/opencontainers/cgroups/devices loads
+// once a binary imports it; until then Validate refuses device rules on v2 hosts.
+//
+// Privileges: root (real cgroup files are created and written). Nothing here switches ids.
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	ocg "github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// parentPath is where kerr puts containers' cgroups: /kerr/<id> by default, and relative
+// cgroupsPath values are taken under it.
+const parentPath = "/kerr"
+
+// unifiedKey names the cgroup v2 directory in Paths (the library calls it "").
+const unifiedKey = "unified"
+
+// Stats is what Manager.Stats returns: the library's cgroup statistics.
+//
+// Privileges: root, like the package (a type grants nothing).
+type Stats = ocg.Stats
+
+// Path returns the cgroup path for a container: cgroupsPath (the spec's linux.cgroupsPath)
+// if set, else "/kerr/<id>". An absolute cgroupsPath ("/a/b") is taken from the root of
+// every cgroup hierarchy; a relative one ("a/b") is taken under kerr's parent, "/kerr/a/b",
+// as runc takes relative paths under its own cgroup. The result is absolute and clean.
+// Refused: ".." elements, the systemd "slice:prefix:name" form (kerr drives cgroupfs, not
+// systemd), the root cgroup and kerr's parent itself, and an id that is not a plain name.
+//
+// Privileges: root, like the rest of the package; Path itself touches nothing.
+func Path(cgroupsPath, id string) (string, error) {
+	if cgroupsPath == "" {
+		if err := checkID(id); err != nil {
+			return "", err
+		}
+		return parentPath + "/" + id, nil
+	}
+	if strings.Contains(cgroupsPath, ":") {
+		return "", fmt.Errorf("cgroups: linux.cgroupsPath %q: the systemd \"slice:prefix:name\" form is not supported (kerr manages cgroupfs directly, without systemd)", cgroupsPath)
+	}
+	p := cgroupsPath
+	if !filepath.IsAbs(p) {
+		p = parentPath + "/" + p
+	}
+	if err := checkCgroupPath(filepath.Clean(p), cgroupsPath); err != nil {
+		return "", err
+	}
+	return filepath.Clean(p), nil
+}
+
+// checkID accepts the ids that can name a directory on their own (runc's rule).
+func checkID(id string) error {
+	if id == "" || id == "." || id == ".." {
+		return fmt.Errorf("cgroups: container id %q cannot name a cgroup", id)
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("_+-.", c)) {
+			return fmt.Errorf("cgroups: container id %q cannot name a cgroup (%q is not a letter, digit or one of _+-.)", id, c)
+		}
+	}
+	return nil
+}
+
+// checkCgroupPath checks a cleaned absolute cgroup path; orig is what the caller gave, for
+// the message.
+func checkCgroupPath(p, orig string) error {
+	switch {
+	case strings.ContainsAny(orig, "\x00\n"):
+		return fmt.Errorf("cgroups: cgroup path %q contains a NUL or newline", orig)
+	case strings.Contains(orig, ":"):
+		return fmt.Errorf("cgroups: cgroup path %q: the systemd \"slice:prefix:name\" form is not supported", orig)
+	case !filepath.IsAbs(p):
+		return fmt.Errorf("cgroups: cgroup path %q is not absolute", orig)
+	}
+	for e := range strings.SplitSeq(orig, "/") {
+		if e == ".." {
+			return fmt.Errorf("cgroups: cgroup path %q: \"..\" is not allowed", orig)
+		}
+	}
+	switch p {
+	case "/":
+		return fmt.Errorf("cgroups: cgroup path %q is the root cgroup", orig)
+	case parentPath:
+		return fmt.Errorf("cgroups: cgroup path %q is kerr's parent cgroup, shared by all containers", orig)
+	}
+	return nil
+}
+
+// Manager is one container's cgroup: one directory per v1 hierarchy, or one v2 directory.
+// Its methods may be called from several goroutines, but Apply, Set and Destroy should not
+// run at the same time as each other.
+//
+// Privileges: root, for every method that touches the cgroup (each one says).
+type Manager struct {
+	path  string                // the cgroup path, e.g. /kerr/<id>
+	v2    bool                  // unified cgroup v2 host
+	res   *specs.LinuxResources // limits Apply sets; nil: none
+	lib   ocg.Manager
+	paths map[string]string // library key ("" is the v2 dir) -> directory
+}
+
+// New returns the manager for path (as Path returns it) with limits r (nil: no limits). It
+// checks r with Validate but creates nothing; Apply does. r is kept, not copied, until Apply.
+//
+// Privileges: root (it only reads cgroupfs and mountinfo, but is useless without root).
+func New(path string, r *specs.LinuxResources) (*Manager, error) {
+	if err := checkCgroupPath(filepath.Clean(path), path); err != nil {
+		return nil, err
+	}
+	if filepath.Clean(path) != path {
+		return nil, fmt.Errorf("cgroups: cgroup path %q is not clean (use Path)", path)
+	}
+	if err := Validate(r); err != nil {
+		return nil, err
+	}
+	v2 := ocg.IsCgroup2UnifiedMode()
+	conv := toLibResources(r, v2)
+	// The library's Apply reads these (cpuset, v2 domain checks); devices are joined on v1
+	// whatever the rules, since SkipDevices is false here.
+	conv.SkipDevices = false
+	return open(path, r, conv, v2)
+}
+
+// Load re-opens the existing cgroup at path (as Path returned it when the container was
+// created), for later commands: state, kill --all, pause/resume, update, delete. It fails,
+// wrapping fs.ErrNotExist, if the cgroup does not exist.
+//
+// Privileges: root.
+func Load(path string) (*Manager, error) {
+	if err := checkCgroupPath(filepath.Clean(path), path); err != nil {
+		return nil, err
+	}
+	if filepath.Clean(path) != path {
+		return nil, fmt.Errorf("cgroups: cgroup path %q is not clean (use Path)", path)
+	}
+	m, err := open(path, nil, &ocg.Resources{}, ocg.IsCgroup2UnifiedMode())
+	if err != nil {
+		return nil, err
+	}
+	if !m.lib.Exists() {
+		return nil, fmt.Errorf("cgroups: load %s: %w", path, fs.ErrNotExist)
+	}
+	return m, nil
+}
+
+func open(path string, r *specs.LinuxResources, conv *ocg.Resources, v2 bool) (*Manager, error) {
+	cfg := &ocg.Cgroup{Path: path, Resources: conv}
+	lib, err := manager.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: cgroup manager for %s: %w", path, err)
+	}
+	paths := maps.Clone(lib.GetPaths()) // the library's own map changes on Destroy
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("cgroups: cgroup manager for %s: no cgroup hierarchy found", path)
+	}
+	return &Manager{path: path, v2: v2, res: r, lib: lib, paths: paths}, nil
+}
+
+// Apply creates the cgroup (a directory in every hierarchy), sets the limits given to New,
+// and then moves pid into it, so the process never runs in the cgroup unlimited. It refuses
+// a cgroup that already holds processes or is frozen. If any step fails, pid is moved back
+// where it was and the directories Apply made are removed again.
+//
+// Privileges: root.
+func (m *Manager) Apply(pid int) (retErr error) {
+	if pid <= 0 {
+		return fmt.Errorf("cgroups: apply %s: invalid pid %d", m.path, pid)
+	}
+	created, existed, err := m.plan()
+	if err != nil {
+		return err
+	}
+	if existed {
+		if err := m.checkReusable(); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		if retErr != nil {
+			removeCreated(created, m.paths)
+		}
+	}()
+	if err := m.lib.Apply(-1); err != nil {
+		return fmt.Errorf("cgroups: create %s: %w", m.path, err)
+	}
+	if err := m.set(m.res); err != nil {
+		return err
+	}
+	return m.join(pid)
+}
+
+// plan lists the directories Apply will create (leaves and any missing ancestors, deepest
+// first) and says whether some leaf already exists.
+func (m *Manager) plan() (created []string, existed bool, _ error) {
+	seen := make(map[string]bool)
+	for _, dir := range m.paths {
+		root, ok := strings.CutSuffix(dir, m.path)
+		if !ok || root == "" {
+			return nil, false, fmt.Errorf("cgroups: apply %s: unexpected cgroup directory %s", m.path, dir)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			existed = true
+			continue
+		}
+		for p := dir; p != root && !seen[p]; p = filepath.Dir(p) {
+			if _, err := os.Stat(p); err == nil {
+				break
+			}
+			seen[p] = true
+			created = append(created, p)
+		}
+	}
+	sort.Slice(created, func(i, j int) bool { return len(created[i]) > len(created[j]) })
+	return created, existed, nil
+}
+
+// checkReusable refuses an existing cgroup that holds processes or is frozen: joining it
+// would mix two containers, or leave the new one stopped.
+func (m *Manager) checkReusable() error {
+	pids, err := m.lib.GetAllPids()
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cgroups: apply %s: %w", m.path, err)
+	}
+	if len(pids) > 0 {
+		return fmt.Errorf("cgroups: apply %s: the cgroup already holds %d process(es); is another container using this cgroupsPath?", m.path, len(pids))
+	}
+	if st, err := m.lib.GetFreezerState(); err == nil && st == ocg.Frozen {
+		return fmt.Errorf("cgroups: apply %s: the cgroup exists and is frozen", m.path)
+	}
+	return nil
+}
+
+// removeCreated undoes plan's directories: leaves with their sub-cgroups, ancestors only if
+// empty (another container may have started under them meanwhile).
+func removeCreated(created []string, paths map[string]string) {
+	leaf := make(map[string]bool)
+	for _, d := range paths {
+		leaf[d] = true
+	}
+	for _, d := range created {
+		if leaf[d] {
+			_ = ocg.RemovePath(d)
+		} else {
+			_ = unix.Rmdir(d)
+		}
+	}
+}
+
+// join moves pid into every directory; if one fails, it moves pid back to the cgroups it was
+// in before, so that the new directories can be removed.
+func (m *Manager) join(pid int) error {
+	origin, err := ocg.ParseCgroupFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return fmt.Errorf("cgroups: apply %s: process %d: %w", m.path, pid, err)
+	}
+	var joined []string
+	for key, dir := range m.paths {
+		if err := ocg.WriteCgroupProc(dir, pid); err != nil {
+			for _, k := range joined {
+				root := strings.TrimSuffix(m.paths[k], m.path)
+				back := root
+				if o, ok := origin[k]; ok {
+					back = filepath.Join(root, o)
+				}
+				_ = ocg.WriteCgroupProc(back, pid)
+			}
+			return fmt.Errorf("cgroups: apply %s: move process %d into %s: %w", m.path, pid, dir, err)
+		}
+		joined = append(joined, key)
+	}
+	return nil
+}
+
+// Set updates the cgroup's limits to r (nil: nothing to do); r is checked with Validate
+// first. Fields left unset keep their current values, and an empty device list leaves the
+// device rules as they are. Used by Apply, and by `kerr oci update`. On cgroup v1, new device
+// rules for a running container are written by first denying all devices, so opening a
+// device may fail for that moment; nothing is ever allowed that the rules do not allow.
+//
+// Privileges: root.
+func (m *Manager) Set(r *specs.LinuxResources) error {
+	if err := Validate(r); err != nil {
+		return err
+	}
+	return m.set(r)
+}
+
+func (m *Manager) set(r *specs.LinuxResources) error {
+	if r == nil {
+		return nil
+	}
+	conv := toLibResources(r, m.v2)
+	if err := m.lib.Set(conv); err != nil {
+		return fmt.Errorf("cgroups: set limits on %s: %w", m.path, err)
+	}
+	if !m.v2 && len(r.Devices) > 0 {
+		if err := setDevicesV1(m.paths["devices"], r.Devices); err != nil {
+			return fmt.Errorf("cgroups: set device rules on %s: %w", m.path, err)
+		}
+	}
+	if r.Pids != nil && r.Pids.Limit != nil && *r.Pids.Limit == 0 {
+		// The library writes 1 for 0 (systemd's limitation); the spec says 0 is a limit.
+		if err := ocg.WriteFile(m.dir("pids"), "pids.max", "0"); err != nil {
+			return fmt.Errorf("cgroups: set limits on %s: %w", m.path, err)
+		}
+	}
+	return nil
+}
+
+// dir is the directory of controller (the v2 directory on v2 hosts).
+func (m *Manager) dir(controller string) string {
+	if m.v2 {
+		return m.paths[""]
+	}
+	return m.paths[controller]
+}
+
+// Freeze stops every process in the cgroup (pause); it returns once they are frozen.
+//
+// Privileges: root.
+func (m *Manager) Freeze() error {
+	if err := m.lib.Freeze(ocg.Frozen); err != nil {
+		return fmt.Errorf("cgroups: freeze %s: %w", m.path, err)
+	}
+	return nil
+}
+
+// Thaw lets the processes of a frozen cgroup run again (resume).
+//
+// Privileges: root.
+func (m *Manager) Thaw() error {
+	if err := m.lib.Freeze(ocg.Thawed); err != nil {
+		return fmt.Errorf("cgroups: thaw %s: %w", m.path, err)
+	}
+	return nil
+}
+
+// Frozen reports whether the cgroup itself is frozen (by Freeze, not by an ancestor).
+//
+// Privileges: root.
+func (m *Manager) Frozen() (bool, error) {
+	st, err := m.lib.GetFreezerState()
+	if err != nil {
+		return false, fmt.Errorf("cgroups: freezer state of %s: %w", m.path, err)
+	}
+	return st == ocg.Frozen, nil
+}
+
+// Pids lists every process in the cgroup and its sub-cgroups.
+//
+// Privileges: root.
+func (m *Manager) Pids() ([]int, error) {
+	pids, err := m.lib.GetAllPids()
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: processes of %s: %w", m.path, err)
+	}
+	return pids, nil
+}
+
+// Signal sends sig to every process in the cgroup, as runc's `kill --all`. For SIGKILL the
+// cgroup is frozen first, so that no process escapes by forking between listing and
+// killing, and thawed afterwards so the killed processes can die; on cgroup v2 kernels with
+// cgroup.kill, the kernel does all of this at once. Processes that exit meanwhile are no
+// error.
+//
+// Privileges: root.
+func (m *Manager) Signal(sig unix.Signal) (retErr error) {
+	if sig == unix.SIGKILL {
+		if m.v2 {
+			err := ocg.WriteFile(m.paths[""], "cgroup.kill", "1")
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("cgroups: kill %s: %w", m.path, err)
+			}
+		}
+		if err := m.Freeze(); err != nil {
+			return err
+		}
+		defer func() {
+			if err := m.Thaw(); err != nil && retErr == nil {
+				retErr = err
+			}
+		}()
+	}
+	pids, err := m.Pids()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, pid := range pids {
+		if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("process %d: %w", pid, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("cgroups: signal %s in %s: %w", unix.SignalName(sig), m.path, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Destroy removes the cgroup's directories (and any sub-cgroups the container made). It
+// kills nothing: while the cgroup holds processes it waits up to a second for them to
+// finish exiting, then fails (wrapping unix.EBUSY) and removes nothing. Removal itself is
+// retried briefly on EBUSY. Directories already gone are fine.
+//
+// Privileges: root.
+func (m *Manager) Destroy() error {
+	deadline := time.Now().Add(time.Second)
+	for {
+		pids, err := m.lib.GetAllPids()
+		if err != nil || len(pids) == 0 {
+			break // a missing directory, or nothing left: remove what there is
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cgroups: remove %s: the cgroup still holds %d process(es): %w", m.path, len(pids), unix.EBUSY)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var errs []error
+	for _, dir := range m.paths {
+		if err := ocg.RemovePath(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("cgroups: remove %s: %w", m.path, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Paths maps each controller (or "name=systemd", or "unified" for the cgroup v2
+// directory) to the container's directory in it, for state files and debugging. On a
+// unified cgroup v2 host there is just "unified".
+//
+// Privileges: root, like the package; this one only returns what New or Load computed.
+func (m *Manager) Paths() map[string]string {
+	out := make(map[string]string, len(m.paths))
+	for k, v := range m.paths {
+		if k == "" {
+			k = unifiedKey
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// Stats reads the cgroup's statistics (cpu, memory, pids, blkio/io, hugetlb...), for
+// `kerr oci events --stats`.
+//
+// Privileges: root.
+func (m *Manager) Stats() (*Stats, error) {
+	st, err := m.lib.GetStats()
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: statistics of %s: %w", m.path, err)
+	}
+	return st, nil
+}
