@@ -59,12 +59,13 @@ func readonlyPath(p string) error {
 	return nil
 }
 
-// maskPath hides p: a directory under an empty read-only tmpfs, anything else under a bind
-// of devNull, the host's null device opened and checked before pivot_root (never the
-// container's /dev/null, which the image may have made a symlink: CVE-2025-31133).
+// maskPath hides p: a directory under an empty read-only tmpfs, anything else under
+// nullMount, a detached bind of the host's null device made and checked before pivot_root
+// (never the container's /dev/null, which the image may have made a symlink:
+// CVE-2025-31133).
 //
 // Privileges: root in the container's mount namespace, after pivot_root.
-func maskPath(p string, devNull int) error {
+func maskPath(p string, nullMount int) error {
 	fd, ok, err := openInContainer(p)
 	if err != nil || !ok {
 		return err
@@ -76,10 +77,7 @@ func maskPath(p string, devNull int) error {
 		return fmt.Errorf("stat %s: %w", p, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		if devNull < 0 {
-			return fmt.Errorf("mask %s: no null device", p)
-		}
-		if err := bindFd(devNull, t, false, mountOptions{}); err != nil {
+		if err := attach(nullMount, fd); err != nil {
 			return fmt.Errorf("mask %s with /dev/null: %w", p, err)
 		}
 		return nil

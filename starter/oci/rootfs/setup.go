@@ -41,9 +41,10 @@ type setup struct {
 	// root is the rootfs path and rootfd an O_PATH fd of the rootfs bind mount on it.
 	root   string
 	rootfd int
-	// devNull is the host's /dev/null, opened and checked before pivot_root, the source of
-	// the binds that mask files (-1 when no path is masked).
-	devNull int
+	// nullMounts are detached bind mounts of the host's /dev/null, made and checked before
+	// pivot_root, one per masked path: each masks one file. (A mount of the old root can no
+	// longer be cloned once pivot_root has detached it, so they are made in advance.)
+	nullMounts []int
 	// devRO is the /dev mount that the spec wants read-only; it stays writable until the
 	// container's root is entered so that devices, symlinks and hooks can fill it.
 	devRO int
@@ -83,7 +84,7 @@ func Setup(c Config) error {
 	}
 	s := &setup{
 		c: c, spec: c.Spec, plans: plans,
-		root: filepath.Clean(c.Spec.Root.Path), rootfd: -1, devNull: -1, devRO: -1,
+		root: filepath.Clean(c.Spec.Root.Path), rootfd: -1, devRO: -1,
 	}
 	defer s.close()
 	return s.run()
@@ -91,7 +92,9 @@ func Setup(c Config) error {
 
 func (s *setup) close() {
 	closeFd(s.rootfd)
-	closeFd(s.devNull)
+	for _, fd := range s.nullMounts {
+		closeFd(fd)
+	}
 	closeFd(s.devRO)
 }
 
@@ -113,7 +116,7 @@ func (s *setup) run() error {
 			return err
 		}
 	}
-	if err := s.openDevNull(); err != nil {
+	if err := s.cloneDevNull(); err != nil {
 		return err
 	}
 	if s.c.BeforePivot != nil {
@@ -135,8 +138,8 @@ func (s *setup) finish() error {
 				return fmt.Errorf("linux.readonlyPaths: %w", err)
 			}
 		}
-		for _, p := range l.MaskedPaths {
-			if err := maskPath(p, s.devNull); err != nil {
+		for i, p := range l.MaskedPaths {
+			if err := maskPath(p, s.nullMounts[i]); err != nil {
 				return fmt.Errorf("linux.maskedPaths: %w", err)
 			}
 		}
@@ -154,10 +157,11 @@ func (s *setup) finish() error {
 	return nil
 }
 
-// openDevNull opens the host's /dev/null for masking, before pivot_root, and checks that it
-// is the null device (CVE-2025-31133: a /dev/null in the container may be a symlink or a
-// file planted by the image, and binding it would unmask, or expose, what it points at).
-func (s *setup) openDevNull() error {
+// cloneDevNull makes the binds of the host's /dev/null that mask files, before pivot_root,
+// checked to be the null device (CVE-2025-31133: the container's /dev/null may be a symlink
+// or a file planted by the image, and binding it would mask with, or expose, what it points
+// at).
+func (s *setup) cloneDevNull() error {
 	if s.spec.Linux == nil || len(s.spec.Linux.MaskedPaths) == 0 {
 		return nil
 	}
@@ -165,15 +169,30 @@ func (s *setup) openDevNull() error {
 	if err != nil {
 		return fmt.Errorf("open the host's /dev/null for masking: %w", err)
 	}
+	defer closeFd(fd)
+	if err := checkNull(fd); err != nil {
+		return err
+	}
+	for range s.spec.Linux.MaskedPaths {
+		mfd, err := cloneTree(fd, "", false)
+		if err != nil {
+			return fmt.Errorf("bind the host's /dev/null for masking: %w", err)
+		}
+		s.nullMounts = append(s.nullMounts, mfd)
+		if err := checkNull(mfd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkNull(fd int) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		closeFd(fd)
 		return fmt.Errorf("stat the host's /dev/null: %w", err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != 1 || unix.Minor(st.Rdev) != 3 {
-		closeFd(fd)
 		return errors.New("the host's /dev/null is not the null device (char 1:3); refusing to mask with it")
 	}
-	s.devNull = fd
 	return nil
 }
