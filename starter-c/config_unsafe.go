@@ -8,7 +8,7 @@ import "unsafe"
 // TakeConfig returns a copy of the bytes stage 0 read from the config fd, and has C wipe and
 // free its buffer; later calls return nil. The bytes are untrusted. Privileges: memory only.
 func TakeConfig() []byte {
-	n := int(C.kerr_stage0.config_len)
+	n := int(C.kerr_stage0.config_len - C.kerr_stage0.config_off)
 	if C.kerr_stage0.config == nil {
 		return nil
 	}

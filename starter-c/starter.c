@@ -21,8 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
 #include <sys/auxv.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -30,7 +34,9 @@
 #error "the starter relies on glibc passing argc, argv and envp to constructors"
 #endif
 
-struct kerr_stage0 kerr_stage0;
+struct kerr_stage0 kerr_stage0 = {.sync_fd = -1};
+
+static void send_error(const char *line, size_t len);
 
 static void die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 
@@ -50,6 +56,7 @@ static void die(int code, const char *fmt, ...)
 		line[n] = '\0';
 	va_end(ap);
 	n = (int)strlen(line);
+	send_error(line, (size_t)n);
 	line[n++] = '\n';
 	/* One write so the line is not interleaved; if stderr is gone there is no one to tell. */
 	if (write(STDERR_FILENO, line, (size_t)n) < 0)
@@ -175,26 +182,41 @@ static int parse_fd(const char *s)
 	return (int)v;
 }
 
-/* parse_args accepts exactly `starter --config-fd N` with N >= 3 an open fd, and returns N.
- * Privileges: the caller's. */
+/* parse_args accepts `starter --config-fd N [--sync-fd M]` with N and M >= 3, distinct and
+ * open, and returns N. The sync fd is for the root-only starters that become a container's
+ * process; a setuid starter refuses it, as it takes no namespace plan. Privileges: the
+ * caller's. */
 static int parse_args(int argc, char **argv)
 {
-	int fd;
+	int fd, sfd = -1;
 
-	if (argc != 3 || argv == NULL || argv[1] == NULL || strcmp(argv[1], "--config-fd") != 0)
+	if ((argc != 3 && argc != 5) || argv == NULL || argv[1] == NULL ||
+	    strcmp(argv[1], "--config-fd") != 0)
 		die(KERR_EXIT_USAGE, "usage: starter --config-fd N (it is started by kerr, not by hand)");
 	fd = parse_fd(argv[2]);
 	if (fd < 3)
 		die(KERR_EXIT_USAGE, "--config-fd wants a decimal fd number of 3 or more");
+	if (argc == 5) {
+		if (argv[3] == NULL || strcmp(argv[3], "--sync-fd") != 0 || argv[4] == NULL)
+			die(KERR_EXIT_USAGE, "usage: starter --config-fd N [--sync-fd M]");
+		if (kerr_stage0.suid_build || kerr_stage0.dropped)
+			die(KERR_EXIT_USAGE, "--sync-fd is refused in setuid mode");
+		sfd = parse_fd(argv[4]);
+		if (sfd < 3 || sfd == fd)
+			die(KERR_EXIT_USAGE, "--sync-fd wants a decimal fd number of 3 or more, not the config fd");
+		if (fcntl(sfd, F_GETFD) == -1)
+			die(KERR_EXIT_USAGE, "sync fd %d: %m", sfd);
+	}
 	if (fcntl(fd, F_GETFD) == -1)
 		die(KERR_EXIT_USAGE, "config fd %d: %m", fd);
+	kerr_stage0.sync_fd = sfd;
 	return fd;
 }
 
 /* close_fds_proc is the fallback for kernels without close_range (before 5.9): walk
  * /proc/self/fd. Closing while walking is safe: the kernel lists fds by number.
  * Privileges: the caller's. */
-static void close_fds_proc(int keep)
+static void close_fds_proc(const int keep[2])
 {
 	struct dirent *de;
 	DIR *d;
@@ -212,7 +234,7 @@ static void close_fds_proc(int keep)
 		if (de == NULL)
 			break;
 		fd = parse_fd(de->d_name);
-		if (fd < 3 || fd == keep || fd == dfd)
+		if (fd < 3 || fd == keep[0] || fd == keep[1] || fd == dfd)
 			continue;
 		if (close(fd) != 0 && errno != EBADF && errno != EINTR)
 			die(KERR_EXIT_FATAL, "closing fd %d: %m", fd);
@@ -223,22 +245,37 @@ static void close_fds_proc(int keep)
 		die(KERR_EXIT_FATAL, "closedir /proc/self/fd: %m");
 }
 
-/* close_fds closes every fd but 0, 1, 2 and keep, so that nothing the caller left open
- * (CVE-2024-21626 style: a directory fd of the host) reaches the Go side, the container or
- * the payload. Privileges: the caller's. */
-static void close_fds(int keep)
+/* close_between closes fds lo..hi (inclusive) with close_range, falling back to a walk of
+ * /proc/self/fd that keeps every fd in keep[]. Privileges: the caller's. */
+static void close_between(unsigned lo, unsigned hi, const int keep[2])
 {
-	if (keep > 3 && syscall(SYS_close_range, 3U, (unsigned)keep - 1, 0U) != 0) {
-		if (errno != ENOSYS)
-			die(KERR_EXIT_FATAL, "close_range: %m");
-		close_fds_proc(keep);
+	if (lo > hi)
+		return;
+	if (syscall(SYS_close_range, lo, hi, 0U) == 0)
+		return;
+	if (errno != ENOSYS)
+		die(KERR_EXIT_FATAL, "close_range: %m");
+	close_fds_proc(keep);
+}
+
+/* close_fds closes every fd but 0, 1, 2 and the ones in keep[] (-1 for none), so that nothing
+ * the caller left open (CVE-2024-21626 style: a directory fd of the host) reaches the Go side,
+ * the container or the payload. Privileges: the caller's. */
+static void close_fds(int keep0, int keep1)
+{
+	int keep[2] = {keep0, keep1};
+
+	if (keep[1] >= 0 && keep[1] < keep[0]) {
+		keep[0] = keep1;
+		keep[1] = keep0;
+	}
+	close_between(3U, (unsigned)keep[0] - 1, keep);
+	if (keep[1] < 0) {
+		close_between((unsigned)keep[0] + 1, ~0U, keep);
 		return;
 	}
-	if (syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0U) != 0) {
-		if (errno != ENOSYS)
-			die(KERR_EXIT_FATAL, "close_range: %m");
-		close_fds_proc(keep);
-	}
+	close_between((unsigned)keep[0] + 1, (unsigned)keep[1] - 1, keep);
+	close_between((unsigned)keep[1] + 1, ~0U, keep);
 }
 
 /* read_config reads the whole config from fd, at most KERR_CONFIG_MAX bytes, then closes
@@ -283,6 +320,190 @@ static void read_config(int fd)
 	kerr_stage0.config_len = len;
 }
 
+/* send_error passes a fatal error line to the parent on the sync fd, when there is one, so
+ * that the runtime can report why a container's process died before Go ran. Best effort:
+ * die() prints the line on stderr too. Privileges: any. */
+static void send_error(const char *line, size_t len)
+{
+	unsigned char msg[4 + 512];
+	uint32_t type = KERR_SYNC_ERROR;
+
+	if (kerr_stage0.sync_fd < 0)
+		return;
+	if (len > sizeof(msg) - 4)
+		len = sizeof(msg) - 4;
+	memcpy(msg, &type, 4);
+	memcpy(msg + 4, line, len);
+	(void)send(kerr_stage0.sync_fd, msg, 4 + len, MSG_NOSIGNAL);
+}
+
+/* sync_send sends a message of type with an optional int32 payload. Privileges: any. */
+static void sync_send(uint32_t type, const int32_t *value)
+{
+	unsigned char msg[8];
+	size_t len = 4;
+
+	memcpy(msg, &type, 4);
+	if (value != NULL) {
+		memcpy(msg + 4, value, 4);
+		len = 8;
+	}
+	if (send(kerr_stage0.sync_fd, msg, len, MSG_NOSIGNAL) != (ssize_t)len)
+		die(KERR_EXIT_FATAL, "sync: sending message %u: %m", type);
+}
+
+/* sync_wait reads one message and dies unless it is of type want. Privileges: any. */
+static void sync_wait(uint32_t want)
+{
+	unsigned char msg[64];
+	uint32_t type;
+	ssize_t n;
+
+	do
+		n = recv(kerr_stage0.sync_fd, msg, sizeof(msg), 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		die(KERR_EXIT_FATAL, "sync: waiting for message %u: %m", want);
+	if (n < 4)
+		die(KERR_EXIT_FATAL, "sync: the parent went away while we waited for message %u", want);
+	memcpy(&type, msg, 4);
+	if (type != want)
+		die(KERR_EXIT_FATAL, "sync: got message %u, want %u", type, want);
+}
+
+/* The namespace types a plan may name; anything else is refused. */
+#define KERR_NS_ALL                                                                            \
+	(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID | \
+	 CLONE_NEWCGROUP | CLONE_NEWTIME)
+
+/* plan_u32 reads a u32 at *off of the config, advancing *off; dies when it would run past the
+ * end. Privileges: none used. */
+static uint32_t plan_u32(size_t *off)
+{
+	uint32_t v;
+
+	if (kerr_stage0.config_len - *off < 4)
+		die(KERR_EXIT_CONFIG, "invalid engine config: namespace plan is truncated");
+	memcpy(&v, kerr_stage0.config + *off, 4);
+	*off += 4;
+	return v;
+}
+
+/* apply_plan applies a namespace plan found at the start of the config: it opens every
+ * namespace to join (paths name the caller's view, so all are opened before any setns),
+ * joins them with the user namespace first (so that the others are joined with the
+ * capabilities it gives), unshares a new user namespace and has the parent write its maps,
+ * unshares the other new namespaces, and forks into a new or joined pid (or time) namespace.
+ * The fork uses CLONE_PARENT, so the process that goes on is the parent's child, as the
+ * runtime must wait for it; the one in between reports its pid and exits. Only root's
+ * unprivileged starter takes a plan (the caller checks). Privileges: root; joins and
+ * creates namespaces. */
+static void apply_plan(void)
+{
+	int fds[KERR_PLAN_MAX_JOIN];
+	uint32_t types[KERR_PLAN_MAX_JOIN];
+	char path[PATH_MAX];
+	size_t off = KERR_PLAN_MAGIC_LEN;
+	uint32_t unshare_flags, njoin, i, len, joined = 0;
+	int pass, gate[2];
+	pid_t pid;
+
+	unshare_flags = plan_u32(&off);
+	njoin = plan_u32(&off);
+	if ((unshare_flags & ~(uint32_t)KERR_NS_ALL) != 0)
+		die(KERR_EXIT_CONFIG, "invalid engine config: namespace plan: unknown flags %#x",
+		    unshare_flags & ~(uint32_t)KERR_NS_ALL);
+	if (njoin > KERR_PLAN_MAX_JOIN)
+		die(KERR_EXIT_CONFIG, "invalid engine config: namespace plan: %u namespaces to join", njoin);
+	if (kerr_stage0.sync_fd < 0 && (unshare_flags & CLONE_NEWUSER))
+		die(KERR_EXIT_USAGE, "a namespace plan with a new user namespace needs --sync-fd");
+	for (i = 0; i < njoin; i++) {
+		types[i] = plan_u32(&off);
+		len = plan_u32(&off);
+		if (types[i] == 0 || (types[i] & (types[i] - 1)) != 0 ||
+		    (types[i] & ~(uint32_t)KERR_NS_ALL) != 0)
+			die(KERR_EXIT_CONFIG, "invalid engine config: namespace plan: bad type %#x", types[i]);
+		if (len == 0 || len >= sizeof(path) || kerr_stage0.config_len - off < len)
+			die(KERR_EXIT_CONFIG, "invalid engine config: namespace plan: bad path length");
+		memcpy(path, kerr_stage0.config + off, len);
+		path[len] = '\0';
+		off += len;
+		if (strlen(path) != len || path[0] != '/')
+			die(KERR_EXIT_CONFIG, "invalid engine config: namespace plan: bad path");
+		if (joined & types[i])
+			die(KERR_EXIT_CONFIG, "invalid engine config: namespace plan: %s joined twice", path);
+		joined |= types[i];
+		fds[i] = open(path, O_RDONLY | O_CLOEXEC);
+		if (fds[i] < 0)
+			die(KERR_EXIT_FATAL, "open namespace %s: %m", path);
+	}
+	if (joined & unshare_flags)
+		die(KERR_EXIT_CONFIG, "invalid engine config: namespace plan both joins and creates %#x",
+		    joined & unshare_flags);
+	/* Pass 0 joins the user namespace, pass 1 the others. */
+	for (pass = 0; pass < 2; pass++)
+		for (i = 0; i < njoin; i++) {
+			if ((types[i] == CLONE_NEWUSER) != (pass == 0))
+				continue;
+			if (setns(fds[i], (int)types[i]) != 0)
+				die(KERR_EXIT_FATAL, "setns(%#x): %m", types[i]);
+			if (close(fds[i]) != 0 && errno != EINTR)
+				die(KERR_EXIT_FATAL, "close namespace fd: %m");
+		}
+	if (unshare_flags & CLONE_NEWUSER) {
+		if (unshare(CLONE_NEWUSER) != 0)
+			die(KERR_EXIT_FATAL, "unshare(CLONE_NEWUSER): %m");
+		sync_send(KERR_SYNC_USERMAP, NULL);
+		sync_wait(KERR_SYNC_USERMAP_DONE);
+		/* Become root of the new namespace when the maps have one; otherwise the process keeps
+		 * the full capability set unshare gave it until it execs. */
+		if (setresgid(0, 0, 0) != 0 && errno != EINVAL)
+			die(KERR_EXIT_FATAL, "setresgid(0) in the user namespace: %m");
+		if (setresuid(0, 0, 0) != 0 && errno != EINVAL)
+			die(KERR_EXIT_FATAL, "setresuid(0) in the user namespace: %m");
+		set_nondumpable();
+	}
+	if ((unshare_flags & ~(uint32_t)CLONE_NEWUSER) != 0 &&
+	    unshare((int)(unshare_flags & ~(uint32_t)CLONE_NEWUSER)) != 0)
+		die(KERR_EXIT_FATAL, "unshare(%#x): %m", unshare_flags & ~(uint32_t)CLONE_NEWUSER);
+	kerr_stage0.config_off = off;
+	kerr_stage0.planned = 1;
+	if (((unshare_flags | joined) & (CLONE_NEWPID | CLONE_NEWTIME)) == 0)
+		return;
+	if (kerr_stage0.sync_fd < 0)
+		die(KERR_EXIT_USAGE, "a namespace plan with a pid or time namespace needs --sync-fd");
+	/* The child must not talk on the sync fd before its pid is sent: it waits for EOF on
+	 * this pipe, which comes when the process in between exits. */
+	if (pipe2(gate, O_CLOEXEC) != 0)
+		die(KERR_EXIT_FATAL, "pipe: %m");
+	/* A raw clone with no new stack is a fork; glibc's fork would run atfork handlers that
+	 * have no business here. */
+	pid = (pid_t)syscall(SYS_clone, (unsigned long)(CLONE_PARENT | SIGCHLD), NULL, NULL, NULL, NULL);
+	if (pid < 0)
+		die(KERR_EXIT_FATAL, "clone into the new pid namespace: %m");
+	if (pid == 0) {
+		char b;
+		ssize_t n;
+
+		if (close(gate[1]) != 0 && errno != EINTR)
+			die(KERR_EXIT_FATAL, "close: %m");
+		do
+			n = read(gate[0], &b, 1);
+		while (n < 0 && errno == EINTR);
+		if (n != 0)
+			die(KERR_EXIT_FATAL, "waiting for the pid to be sent: %s", n < 0 ? strerror(errno) : "unexpected data");
+		if (close(gate[0]) != 0 && errno != EINTR)
+			die(KERR_EXIT_FATAL, "close: %m");
+		return;
+	}
+	{
+		int32_t v = (int32_t)pid;
+
+		sync_send(KERR_SYNC_PID, &v);
+	}
+	_exit(0);
+}
+
 /* kerr_stage0_init is stage 0. glibc passes main's arguments to constructors. Privileges: in
  * setuid mode entered with the effective uid of root; everything after drop_privileges runs
  * with the caller's. */
@@ -301,24 +522,33 @@ __attribute__((constructor)) static void kerr_stage0_init(int argc, char **argv,
 	set_nondumpable();
 	wipe_environment(envp);
 	fd = parse_args(argc, argv);
-	close_fds(fd);
+	close_fds(fd, kerr_stage0.sync_fd);
 	read_config(fd);
+	if (kerr_stage0.config_len >= KERR_PLAN_MAGIC_LEN &&
+	    memcmp(kerr_stage0.config, KERR_PLAN_MAGIC, KERR_PLAN_MAGIC_LEN) == 0) {
+		/* Setuid mode never gets here with a sync fd, but a plan without one is refused
+		 * there too: namespaces in HPC mode are stage 1's decision under the policy. */
+		if (kerr_stage0.suid_build || kerr_stage0.dropped || geteuid() != 0)
+			die(KERR_EXIT_CONFIG, "invalid engine config: a namespace plan needs root's starter");
+		apply_plan();
+	}
 }
 
 /* kerr_stage0_take_config: see starter.h. Privileges: none used (memory only). */
 size_t kerr_stage0_take_config(unsigned char *dst, size_t cap)
 {
-	size_t n = kerr_stage0.config_len;
+	size_t n = kerr_stage0.config_len - kerr_stage0.config_off;
 
 	if (kerr_stage0.config == NULL)
 		return 0;
 	if (n > cap)
 		n = cap;
-	memcpy(dst, kerr_stage0.config, n);
+	memcpy(dst, kerr_stage0.config + kerr_stage0.config_off, n);
 	memset(kerr_stage0.config, 0, kerr_stage0.config_len);
 	free(kerr_stage0.config);
 	kerr_stage0.config = NULL;
 	kerr_stage0.config_len = 0;
+	kerr_stage0.config_off = 0;
 	return n;
 }
 

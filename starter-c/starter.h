@@ -50,6 +50,30 @@ enum kerr_exit {
 	KERR_EXIT_FATAL = 255,  /* a privilege or process-setup step failed; nothing ran */
 };
 
+/*
+ * The namespace plan: an optional binary preamble before the envelope on the config fd, for
+ * the root-only starters that become a container's process. C applies it before Go starts,
+ * because joining a user or mount namespace needs a single-threaded process and entering a
+ * new pid namespace needs a fork. Layout, native byte order (writer and reader are one
+ * machine's binaries): KERR_PLAN_MAGIC, u32 unshare_flags, u32 njoin, then njoin times
+ * { u32 nstype, u32 len, len bytes of path }. rpc/nsplan is the Go writer.
+ */
+#define KERR_PLAN_MAGIC "KERRNS1\n"
+#define KERR_PLAN_MAGIC_LEN 8
+#define KERR_PLAN_MAX_JOIN 8
+
+/*
+ * Messages on the sync fd (a SOCK_SEQPACKET socket, one message per send): a u32 type, then
+ * the payload. C uses the first four; the Go stages (starter/oci) use 16 and up.
+ */
+enum kerr_sync_type {
+	KERR_SYNC_USERMAP = 1,      /* child -> parent: write my uid_map and gid_map now */
+	KERR_SYNC_USERMAP_DONE = 2, /* parent -> child: the maps are written */
+	KERR_SYNC_PID = 3,          /* child -> parent: payload int32, the pid of the process
+	                               that went on into the new pid namespace */
+	KERR_SYNC_ERROR = 4,        /* child -> parent: payload, one line of error text */
+};
+
 /* What the constructor found and did, for the Go side to read once the runtime is up. */
 struct kerr_stage0 {
 	int suid_build;         /* this binary is starter-suid (built with the suid tag) */
@@ -59,6 +83,9 @@ struct kerr_stage0 {
 	gid_t gid;
 	unsigned char *config;  /* the bytes read from the config fd (malloc'd) */
 	size_t config_len;
+	size_t config_off;      /* where the envelope starts (after a namespace plan) */
+	int sync_fd;            /* --sync-fd N, or -1 */
+	int planned;            /* a namespace plan was applied */
 };
 
 extern struct kerr_stage0 kerr_stage0;

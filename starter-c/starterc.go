@@ -29,11 +29,25 @@ const (
 // ConfigMax is the most bytes stage 0 reads from the config fd.
 const ConfigMax = C.KERR_CONFIG_MAX
 
+// The namespace plan's magic and the C stage's messages on the sync fd (starter.h).
+const (
+	PlanMagic       = C.KERR_PLAN_MAGIC
+	PlanMaxJoin     = C.KERR_PLAN_MAX_JOIN
+	SyncUsermap     = C.KERR_SYNC_USERMAP
+	SyncUsermapDone = C.KERR_SYNC_USERMAP_DONE
+	SyncPID         = C.KERR_SYNC_PID
+	SyncError       = C.KERR_SYNC_ERROR
+)
+
 // Stage0 is what the constructor found at exec time.
 type Stage0 struct {
 	SuidBuild bool // this binary is starter-suid
 	Dropped   bool // it was exec'd setuid/setgid and dropped to the caller, saved ids kept
 	UID, GID  int  // the caller's real ids
+	// SyncFD is the fd given with --sync-fd (the runtime's channel to this process), or -1.
+	SyncFD int
+	// Planned: a namespace plan was applied; the process is in the namespaces it named.
+	Planned bool
 }
 
 // State reports what stage 0 found. Privileges: reads memory only.
@@ -44,6 +58,8 @@ func State() Stage0 {
 		Dropped:   s.dropped != 0,
 		UID:       int(s.uid),
 		GID:       int(s.gid),
+		SyncFD:    int(s.sync_fd),
+		Planned:   s.planned != 0,
 	}
 }
 

@@ -91,7 +91,9 @@ type probeReport struct {
 	Paths struct {
 		Prefix, SysconfDir, LibexecDir, LocalstateDir, PolicyFile, Version string
 	} `json:"paths"`
-	ConfigMax int `json:"config_max"`
+	ConfigMax int               `json:"config_max"`
+	NS        map[string]string `json:"ns"`
+	Pid       int               `json:"pid"`
 }
 
 type run struct {
@@ -231,8 +233,13 @@ func TestStarterBuildValuesMatchGo(t *testing.T) {
 func TestStarterWithoutEnginesSaysEngineUnavailable(t *testing.T) {
 	needBins(t)
 	for _, bin := range []string{bins.starter, bins.starterSuid} {
-		res := run{bin: bin, config: []byte(`{"version":1,"engine":"oci","id":"c1","config":{}}`)}.do(t)
-		res.wantFailure(t, exitEngine, `starter: engine "oci" is not available in this starter`)
+		res := run{bin: bin, config: []byte(`{"version":1,"engine":"nosuch","id":"c1","config":{}}`)}.do(t)
+		res.wantFailure(t, exitEngine, `starter: engine "nosuch" is not available in this starter`)
+	}
+	// The root-only engines are not in the setuid starter (DESIGN.md rule 4).
+	for _, engine := range []string{"oci", "oci-init", "bundle"} {
+		res := run{bin: bins.starterSuid, config: []byte(`{"version":1,"engine":"` + engine + `","id":"c1","config":{}}`)}.do(t)
+		res.wantFailure(t, exitEngine, `engine "`+engine+`" is not available in this starter`)
 	}
 }
 

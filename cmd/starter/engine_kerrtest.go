@@ -32,6 +32,9 @@ type ProbeReport struct {
 	Stage0    starterc.Stage0     `json:"stage0"`
 	Paths     starterc.BuildPaths `json:"paths"`
 	ConfigMax int                 `json:"config_max"`
+	// NS maps namespace names to their /proc/self/ns link targets; Pid is os.Getpid().
+	NS  map[string]string `json:"ns"`
+	Pid int               `json:"pid"`
 }
 
 func (probe) Name() string { return "probe" }
@@ -51,6 +54,11 @@ func (probe) Run(env *envelope.Envelope) error {
 		Stage0:    starterc.State(),
 		Paths:     starterc.Paths(),
 		ConfigMax: starterc.ConfigMax,
+	}
+	r.Pid = os.Getpid()
+	r.NS = map[string]string{}
+	for _, n := range []string{"user", "mnt", "uts", "ipc", "net", "pid", "cgroup", "time"} {
+		r.NS[n], _ = os.Readlink("/proc/self/ns/" + n)
 	}
 	if r.ResUID, r.ResGID, err = ids(); err != nil {
 		return err
