@@ -7,6 +7,7 @@ package errdefs
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 )
 
@@ -27,6 +28,9 @@ var (
 	ErrInvalidImage = errors.New("invalid image")
 	// ErrNoSpace: the disk filled up while writing.
 	ErrNoSpace = errors.New("no space left")
+	// ErrState: the container is not in a state that allows the operation (start of a
+	// running container, delete of a running one without --force, exec in a stopped one).
+	ErrState = errors.New("wrong container state")
 )
 
 // Exit codes; 1 is any failure without a more precise class.
@@ -40,6 +44,7 @@ const (
 	ExitUnavailable  = 6
 	ExitInvalidImage = 7
 	ExitNoSpace      = 8
+	ExitState        = 9
 )
 
 // ExitCode maps an error to kerr's documented exit status.
@@ -61,6 +66,8 @@ func ExitCode(err error) int {
 		return ExitInvalidImage
 	case errors.Is(err, ErrNoSpace):
 		return ExitNoSpace
+	case errors.Is(err, ErrState):
+		return ExitState
 	}
 	return ExitFailure
 }
@@ -72,4 +79,27 @@ func ClassifyIO(err error) error {
 		return fmt.Errorf("%w: %w", err, ErrNoSpace)
 	}
 	return err
+}
+
+// OneLine flattens an error message so that the user always sees exactly one line, without
+// the sentinel's text repeated at the end.
+func OneLine(err error) string {
+	msg := err.Error()
+	for _, s := range []error{ErrUsage, ErrExists, ErrNotFound, ErrDenied, ErrUnavailable,
+		ErrInvalidImage, ErrNoSpace, ErrState} {
+		msg = strings.TrimSuffix(msg, ": "+s.Error())
+	}
+	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", " ")), " ")
+}
+
+// FromCode returns the sentinel error whose exit code is code, or nil for 0, 1 and codes
+// without one: a process that reports an error by its code keeps its class across the hop.
+func FromCode(code int) error {
+	for _, e := range []error{ErrUsage, ErrExists, ErrNotFound, ErrDenied, ErrUnavailable,
+		ErrInvalidImage, ErrNoSpace, ErrState} {
+		if ExitCode(e) == code {
+			return e
+		}
+	}
+	return nil
 }

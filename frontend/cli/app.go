@@ -119,17 +119,8 @@ func groupAction(c *cli.Context) error {
 	return fmt.Errorf("'kerr %s' needs a command: %w", c.Command.Name, errdefs.ErrUsage)
 }
 
-// oneLine flattens an error message so that the user always sees exactly one line, without
-// the sentinel's text repeated at the end.
-func oneLine(err error) string {
-	msg := err.Error()
-	// The starter's messages come as text (launch.ExitError), with the same suffixes.
-	for _, s := range []error{errdefs.ErrUsage, errdefs.ErrExists, errdefs.ErrNotFound, errdefs.ErrDenied,
-		errdefs.ErrUnavailable, errdefs.ErrInvalidImage, errdefs.ErrNoSpace} {
-		msg = strings.TrimSuffix(msg, ": "+s.Error())
-	}
-	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", " ")), " ")
-}
+// oneLine flattens an error message to one line (errdefs.OneLine).
+func oneLine(err error) string { return errdefs.OneLine(err) }
 
 // needArgs checks the number of positional arguments.
 func needArgs(c *cli.Context, min, max int, usage string) error {
