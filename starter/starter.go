@@ -33,6 +33,13 @@ type Engine interface {
 	Run(env *envelope.Envelope) error
 }
 
+// Reporter is an engine that reports its own errors (the oci engine, whose errors are the
+// user's, printed as kerr prints its own) and says the exit status: the starter then
+// prints nothing. Envelope and lookup errors are never passed to it.
+type Reporter interface {
+	Report(err error) int
+}
+
 // Registry holds the engines compiled into one starter binary, by name.
 type Registry struct {
 	engines map[string]Engine
@@ -82,13 +89,20 @@ func (e unavailableError) Unwrap() error { return ErrEngineUnavailable }
 // Errors wrap envelope.ErrInvalid or ErrEngineUnavailable, or come from the engine.
 // Privileges: stage 1 (see the package comment).
 func Run(config []byte, reg *Registry) error {
+	_, err := RunEngine(config, reg)
+	return err
+}
+
+// RunEngine is Run that also returns the engine that ran (nil when the envelope was
+// refused or named no engine of this starter), so that the caller can let it report.
+func RunEngine(config []byte, reg *Registry) (Engine, error) {
 	env, err := envelope.Decode(config)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	e, err := reg.Lookup(env.Engine)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return e.Run(env)
+	return e, e.Run(env)
 }

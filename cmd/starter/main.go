@@ -35,6 +35,7 @@ import (
 	"github.com/kerr-hpc/kerr/buildcfg"
 	"github.com/kerr-hpc/kerr/errdefs"
 	"github.com/kerr-hpc/kerr/rpc/envelope"
+	"github.com/kerr-hpc/kerr/rpc/nsplan"
 	"github.com/kerr-hpc/kerr/starter"
 	starterc "github.com/kerr-hpc/kerr/starter-c"
 )
@@ -56,11 +57,14 @@ func run() int {
 	if err != nil {
 		return fail(starterc.ExitFatal, err)
 	}
+	if err := checkProtocol(); err != nil {
+		return fail(starterc.ExitFatal, err)
+	}
 	reg, err := starter.NewRegistry(builtinEngines...)
 	if err != nil {
 		return fail(starterc.ExitFatal, err)
 	}
-	err = starter.Run(starterc.TakeConfig(), reg)
+	eng, err := starter.RunEngine(starterc.TakeConfig(), reg)
 	switch {
 	case err == nil:
 		return 0
@@ -69,7 +73,21 @@ func run() int {
 	case errors.Is(err, starter.ErrEngineUnavailable):
 		return fail(starterc.ExitEngine, err)
 	}
+	if r, ok := eng.(starter.Reporter); ok {
+		return r.Report(err)
+	}
 	return fail(errdefs.ExitCode(err), err)
+}
+
+// checkProtocol fails when rpc/nsplan, which the runtime uses to talk to this stage, and
+// starter.h disagree: the plan or a sync message would be misread.
+func checkProtocol() error {
+	if starterc.PlanMagic != nsplan.Magic || starterc.PlanMaxJoin != nsplan.MaxJoin ||
+		starterc.SyncUsermap != nsplan.MsgUsermap || starterc.SyncUsermapDone != nsplan.MsgUsermapDone ||
+		starterc.SyncPID != nsplan.MsgPID || starterc.SyncError != nsplan.MsgError {
+		return fmt.Errorf("built with mismatched protocols: starter.h and rpc/nsplan differ")
+	}
+	return nil
 }
 
 func fail(code int, err error) int {

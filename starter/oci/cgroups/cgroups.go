@@ -214,6 +214,17 @@ func (m *Manager) Apply(pid int) (retErr error) {
 	return m.join(pid)
 }
 
+// Join moves pid into the existing cgroup (another process of a running container, for
+// exec): nothing is created or set.
+//
+// Privileges: root.
+func (m *Manager) Join(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("cgroups: join %s: invalid pid %d", m.path, pid)
+	}
+	return m.join(pid)
+}
+
 // plan lists the directories Apply will create (leaves and any missing ancestors, deepest
 // first) and says whether some leaf already exists.
 func (m *Manager) plan() (created []string, existed bool, _ error) {

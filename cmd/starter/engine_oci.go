@@ -1,0 +1,16 @@
+//go:build !suid
+
+package main
+
+import (
+	starterc "github.com/kerr-hpc/kerr/starter-c"
+	"github.com/kerr-hpc/kerr/starter/oci"
+)
+
+// The oci engine (`kerr oci create|start|...`) and the engine of a container's process are
+// root-only and never in starter-suid (DESIGN.md rule 4). Stage 0 has run by the time this
+// init does: the sync fd it kept is known.
+func init() {
+	sync := starterc.State().SyncFD
+	builtinEngines = append(builtinEngines, oci.Engine{SyncFD: sync}, oci.InitEngine{SyncFD: sync})
+}

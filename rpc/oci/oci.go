@@ -1,0 +1,136 @@
+// Package oci is the message the frontend sends to the starter's root-only "oci" engine,
+// which runs OCI runtime-spec containers (`kerr oci create|start|state|kill|delete|exec`).
+// It travels as the config of an rpc/envelope Envelope whose id is the container id.
+package oci
+
+import (
+	"fmt"
+	"path/filepath"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// EngineName is the envelope's engine for these messages.
+const EngineName = "oci"
+
+// Actions.
+const (
+	ActionCreate = "create"
+	ActionStart  = "start"
+	ActionState  = "state"
+	ActionKill   = "kill"
+	ActionDelete = "delete"
+	ActionExec   = "exec"
+	// ActionMonitor is internal: the process `create` starts to stay with a container.
+	ActionMonitor = "monitor"
+)
+
+// Log formats of a container's output (create --log-format).
+const (
+	LogBasic      = "basic"
+	LogKubernetes = "kubernetes"
+	LogJSON       = "json"
+)
+
+// Config is one request. Paths are absolute and clean; the engine checks every field again.
+type Config struct {
+	Action string `json:"action"`
+	// Root is the state directory (`kerr oci --root`).
+	Root string `json:"root"`
+
+	// create
+	Bundle        string `json:"bundle,omitempty"`
+	PidFile       string `json:"pidFile,omitempty"`
+	ConsoleSocket string `json:"consoleSocket,omitempty"`
+	NoPivot       bool   `json:"noPivot,omitempty"`
+	NoNewKeyring  bool   `json:"noNewKeyring,omitempty"`
+	// Monitor keeps a kerr monitor process as the container's parent: it records the exit
+	// status and serves the control socket. Without it the container's process is the
+	// caller's child (reparented to its subreaper), as with runc.
+	Monitor   bool   `json:"monitor,omitempty"`
+	LogPath   string `json:"logPath,omitempty"`
+	LogFormat string `json:"logFormat,omitempty"`
+
+	// kill
+	Signal int  `json:"signal,omitempty"`
+	All    bool `json:"all,omitempty"`
+
+	// delete
+	Force bool `json:"force,omitempty"`
+
+	// exec: either a whole process (--process FILE), or args with changes to the
+	// container's own process (env added, cwd, user "UID[:GID]", tty).
+	Process  *specs.Process `json:"process,omitempty"`
+	ExecArgs []string       `json:"execArgs,omitempty"`
+	ExecEnv  []string       `json:"execEnv,omitempty"`
+	ExecCwd  string         `json:"execCwd,omitempty"`
+	ExecUser string         `json:"execUser,omitempty"`
+	Tty      bool           `json:"tty,omitempty"`
+	Detach   bool           `json:"detach,omitempty"`
+}
+
+// DefaultRoot is where container state lives unless --root moves it.
+const DefaultRoot = "/run/kerr"
+
+func absClean(what, p string) error {
+	if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+		return fmt.Errorf("%s %q is not an absolute, clean path", what, p)
+	}
+	return nil
+}
+
+// Validate checks the fields both sides rely on.
+func (c Config) Validate() error {
+	if err := absClean("state root", c.Root); err != nil {
+		return err
+	}
+	switch c.Action {
+	case ActionCreate, ActionMonitor:
+		if err := absClean("bundle", c.Bundle); err != nil {
+			return err
+		}
+		for what, p := range map[string]string{"pid file": c.PidFile, "console socket": c.ConsoleSocket, "log path": c.LogPath} {
+			if p != "" {
+				if err := absClean(what, p); err != nil {
+					return err
+				}
+			}
+		}
+		switch c.LogFormat {
+		case "", LogBasic, LogKubernetes, LogJSON:
+		default:
+			return fmt.Errorf("unknown log format %q (basic, kubernetes or json)", c.LogFormat)
+		}
+		if c.LogPath != "" && !c.Monitor {
+			return fmt.Errorf("a log path needs the monitor (it writes the log)")
+		}
+		if c.ConsoleSocket != "" && c.Monitor {
+			return fmt.Errorf("a console socket is for runs without the monitor")
+		}
+	case ActionKill:
+		if c.Signal <= 0 || c.Signal > 64 {
+			return fmt.Errorf("signal %d is out of range", c.Signal)
+		}
+	case ActionExec:
+		if (c.Process == nil) == (len(c.ExecArgs) == 0) {
+			return fmt.Errorf("exec needs either a process or args")
+		}
+		if c.Process != nil && len(c.Process.Args) == 0 {
+			return fmt.Errorf("exec: the process has no args")
+		}
+		if c.PidFile != "" {
+			if err := absClean("pid file", c.PidFile); err != nil {
+				return err
+			}
+		}
+		if c.ConsoleSocket != "" {
+			if err := absClean("console socket", c.ConsoleSocket); err != nil {
+				return err
+			}
+		}
+	case ActionStart, ActionState, ActionDelete:
+	default:
+		return fmt.Errorf("unknown oci action %q", c.Action)
+	}
+	return nil
+}

@@ -1,0 +1,276 @@
+package oci
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/kerr-hpc/kerr/errdefs"
+	"github.com/kerr-hpc/kerr/rpc/envelope"
+	"github.com/kerr-hpc/kerr/rpc/nsplan"
+	ocicfg "github.com/kerr-hpc/kerr/rpc/oci"
+	"github.com/kerr-hpc/kerr/starter/oci/cgroups"
+)
+
+// create makes a container from cfg.Bundle and leaves its process waiting for start.
+// With cfg.Monitor a monitor process does the work and stays; otherwise this process does
+// it and exits, so that the container's process ends up the caller's (or its subreaper's)
+// child. Privileges: root.
+func (e Engine) create(id string, cfg *ocicfg.Config) (err error) {
+	spec, err := loadSpec(cfg.Bundle)
+	if err != nil {
+		return err
+	}
+	if spec.Process.Terminal {
+		return fmt.Errorf("process.terminal: terminals are not supported yet (set \"terminal\": false): %w", errdefs.ErrUsage)
+	}
+	cgPath, err := cgroups.Path(spec.Linux.CgroupsPath, id)
+	if err != nil {
+		return fmt.Errorf("linux.cgroupsPath: %v: %w", err, errdefs.ErrUsage)
+	}
+	st := store{root: cfg.Root}
+	d, err := st.create(id)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	now := time.Now()
+	state := &State{
+		ID: id, Bundle: cfg.Bundle, Rootfs: spec.Root.Path, Created: now, Owner: "",
+		Annotations: spec.Annotations, Creating: true, CgroupPath: cgPath, Namespaces: spec.Linux.Namespaces,
+	}
+	defer func() {
+		if err != nil {
+			cleanupFailedCreate(d, state)
+		}
+	}()
+	// Recorded before anything exists, so that delete --force finds what a killed create
+	// left: the cgroup path is all it needs to find the processes.
+	if err := d.writeState(state); err != nil {
+		return err
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAt(d.fd, configFile, specJSON); err != nil {
+		return err
+	}
+	if cfg.Monitor {
+		pid, err := e.startMonitor(id, cfg)
+		if err != nil {
+			return err
+		}
+		return writePidFile(cfg.PidFile, pid)
+	}
+	pid, err := e.createProcess(d, state, spec, cfg, [3]*os.File{os.Stdin, os.Stdout, os.Stderr})
+	if err != nil {
+		return err
+	}
+	return writePidFile(cfg.PidFile, pid)
+}
+
+// createProcess starts the container's process and records it; it returns its pid once the
+// process waits for start. Privileges: root.
+func (e Engine) createProcess(d *dir, state *State, spec *specs.Spec, cfg *ocicfg.Config, stdio [3]*os.File) (int, error) {
+	fifo, err := makeFifo(d, spec.Linux)
+	if err != nil {
+		return 0, err
+	}
+	defer fifo.Close()
+	plan, cgroupNS := nsPlan(spec.Linux)
+	mgr, err := cgroups.New(state.CgroupPath, cgroupResources(spec))
+	if err != nil {
+		return 0, err
+	}
+	req := spawnRequest{
+		starter: e.starter(),
+		id:      state.ID,
+		cfg: initConfig{Mode: modeCreate, ID: state.ID, Bundle: state.Bundle, Spec: spec, Process: spec.Process,
+			NoPivot: cfg.NoPivot, UnshareCgroupNS: cgroupNS, InUserNS: plan.Unshare&unix.CLONE_NEWUSER != 0 || nsPath(spec.Linux, specs.UserNamespace) != ""},
+		plan:  plan,
+		stdio: stdio,
+		fifo:  fifo,
+		onPid: func(pid int) error {
+			start, err := procStartTime(pid)
+			if err != nil {
+				return fmt.Errorf("container process %d: %w", pid, err)
+			}
+			state.Pid, state.StartTime = pid, start
+			if err := d.writeState(state); err != nil {
+				return err
+			}
+			return mgr.Apply(pid)
+		},
+		onHooks: func(pid int) error {
+			if spec.Hooks == nil {
+				return nil
+			}
+			hs := hookState(state, StatusCreating, pid)
+			//lint:ignore SA1019 prestart is deprecated but still part of the spec: runtimes run it.
+			if err := runHooks("prestart", spec.Hooks.Prestart, hs); err != nil {
+				return err
+			}
+			return runHooks("createRuntime", spec.Hooks.CreateRuntime, hs)
+		},
+	}
+	proc, err := spawn(req)
+	if err != nil {
+		return 0, err
+	}
+	state.Creating = false
+	if err := d.writeState(state); err != nil {
+		proc.abort()
+		return 0, err
+	}
+	if err := proc.commit(); err != nil {
+		killAndReap(proc.pid)
+		return 0, fmt.Errorf("container process: %w", err)
+	}
+	return proc.pid, nil
+}
+
+// makeFifo creates exec.fifo and opens it O_PATH for the container's process, which opens
+// it for writing through that fd: owned by the container's root, so that a process in a
+// user namespace may.
+func makeFifo(d *dir, l *specs.Linux) (*os.File, error) {
+	if err := unix.Mkfifoat(d.fd, execFifo, 0o600); err != nil {
+		return nil, fmt.Errorf("mkfifo %s: %w", d.file(execFifo), err)
+	}
+	fd, err := unix.Openat(d.fd, execFifo, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", d.file(execFifo), err)
+	}
+	uid, gid := hostID(l.UIDMappings, 0), hostID(l.GIDMappings, 0)
+	if uid != 0 || gid != 0 {
+		if err := unix.Fchownat(d.fd, execFifo, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("chown %s: %w", d.file(execFifo), err)
+		}
+	}
+	return os.NewFile(uintptr(fd), execFifo), nil
+}
+
+// hostID maps container id to the host's through mappings (none: the same id).
+func hostID(m []specs.LinuxIDMapping, id uint32) int {
+	if len(m) == 0 {
+		return int(id)
+	}
+	for _, e := range m {
+		if id >= e.ContainerID && id-e.ContainerID < e.Size {
+			return int(e.HostID + id - e.ContainerID)
+		}
+	}
+	return 0
+}
+
+// cgroupResources is linux.resources with the device rules the container needs: the
+// config's, then the default devices and the ones it creates, as runc adds them.
+func cgroupResources(spec *specs.Spec) *specs.LinuxResources {
+	var r specs.LinuxResources
+	if spec.Linux.Resources != nil {
+		r = *spec.Linux.Resources
+	}
+	devs := append([]specs.LinuxDeviceCgroup(nil), r.Devices...)
+	devs = append(devs, cgroups.DefaultDeviceRules()...)
+	for _, d := range spec.Linux.Devices {
+		major, minor := d.Major, d.Minor
+		devs = append(devs, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
+	}
+	r.Devices = devs
+	return &r
+}
+
+// writePidFile writes pid as digits only, no newline, through a temp file and a rename, so
+// that a reader never sees it half written (containerd's shim reads it right after create).
+func writePidFile(path string, pid int) error {
+	if path == "" {
+		return nil
+	}
+	tmp := path + ".kerr-tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("pid file: %w", errdefs.ClassifyIO(err))
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("pid file: %w", err)
+	}
+	return nil
+}
+
+// cleanupFailedCreate undoes a create that failed: the process (if any), the cgroup, the
+// state directory.
+func cleanupFailedCreate(d *dir, state *State) {
+	if state.Pid > 0 && alive(state.Pid, state.StartTime) {
+		killAndReap(state.Pid)
+	}
+	if m, err := cgroups.Load(state.CgroupPath); err == nil {
+		_ = m.Signal(unix.SIGKILL)
+		_ = m.Destroy()
+	}
+	_ = d.remove()
+}
+
+// startMonitor starts the monitor, which creates the container and stays as its parent; it
+// returns the container's pid once the monitor says it is created.
+func (e Engine) startMonitor(id string, cfg *ocicfg.Config) (int, error) {
+	mcfg := *cfg
+	mcfg.Action = ocicfg.ActionMonitor
+	env, err := envelope.New(ocicfg.EngineName, id, mcfg)
+	if err != nil {
+		return 0, err
+	}
+	payload, err := env.Encode()
+	if err != nil {
+		return 0, err
+	}
+	cfgFile, err := memfile("kerr-monitor-config", payload)
+	if err != nil {
+		return 0, err
+	}
+	defer cfgFile.Close()
+	parentSock, childSock, err := nsplan.Pair()
+	if err != nil {
+		return 0, err
+	}
+	conn := nsplan.NewConn(parentSock)
+	defer conn.Close()
+	cmd := &exec.Cmd{
+		Path:        e.starter(),
+		Args:        []string{"starter", "--config-fd", "3", "--sync-fd", "4"},
+		Env:         []string{},
+		Stdin:       os.Stdin,
+		Stdout:      os.Stdout,
+		Stderr:      os.Stderr,
+		ExtraFiles:  []*os.File{cfgFile, childSock},
+		SysProcAttr: &unix.SysProcAttr{Setsid: true},
+	}
+	err = cmd.Start()
+	childSock.Close()
+	if err != nil {
+		return 0, fmt.Errorf("start the monitor: %w", err)
+	}
+	// The monitor outlives us; nothing here waits for it.
+	t, p, err := conn.Recv()
+	switch {
+	case errors.Is(err, nsplan.ErrClosed):
+		st, _ := cmd.Process.Wait()
+		return 0, fmt.Errorf("the monitor exited before the container was created (%v)", st)
+	case err != nil:
+		return 0, err
+	case t == nsplan.MsgError:
+		_, _ = cmd.Process.Wait()
+		return 0, decodeError(p)
+	case t != nsplan.MsgReady:
+		return 0, fmt.Errorf("unexpected message %d from the monitor", t)
+	}
+	_ = cmd.Process.Release()
+	return nsplan.PID(p)
+}

@@ -1,0 +1,223 @@
+package oci
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kerr-hpc/kerr/rpc/envelope"
+	"github.com/kerr-hpc/kerr/rpc/nsplan"
+	"github.com/kerr-hpc/kerr/starter/oci/rootfs"
+)
+
+// InitEngine is the process that becomes a container's: the first one (create) or another
+// one (exec). Only the runtime starts it (the starter execs itself with a namespace plan
+// and a sync socket), never the frontend, and only in the root-only starter.
+type InitEngine struct {
+	// SyncFD is the fd the C stage was given with --sync-fd; -1 when none.
+	SyncFD int
+}
+
+// Name is "oci-init".
+func (InitEngine) Name() string { return initEngineName }
+
+// Run sets the process up and execs the payload; it returns only on error, which also goes
+// to the runtime on the sync socket. Privileges: root of the container's namespaces (the C
+// stage entered them), single role: this process becomes the container's.
+func (e InitEngine) Run(env *envelope.Envelope) error {
+	// Capabilities, no_new_privs, seccomp, the personality and the cgroup namespace belong
+	// to a thread: all of it happens on this one, which also execs the payload.
+	runtime.LockOSThread()
+	if e.SyncFD < 0 {
+		return fmt.Errorf("%s is started by the runtime only: %w", initEngineName, envelope.ErrInvalid)
+	}
+	unix.CloseOnExec(e.SyncFD)
+	conn := nsplan.NewConn(os.NewFile(uintptr(e.SyncFD), "sync"))
+	var cfg initConfig
+	if err := envelope.DecodeConfig(env.Config, &cfg); err != nil {
+		return err
+	}
+	if cfg.Spec == nil || cfg.Spec.Linux == nil || cfg.Process == nil || len(cfg.Process.Args) == 0 {
+		return fmt.Errorf("container process config is incomplete: %w", envelope.ErrInvalid)
+	}
+	err := runInit(conn, &cfg)
+	if errors.Is(err, errRuntimeGone) {
+		// The runtime died before it recorded us: nobody would ever start or delete us.
+		os.Exit(1)
+	}
+	_ = conn.Send(nsplan.MsgError, []byte(err.Error()))
+	return err
+}
+
+var errRuntimeGone = errors.New("the runtime went away")
+
+// await reads the next message and checks its type.
+func await(conn *nsplan.Conn, want uint32) (*os.File, error) {
+	t, _, f, err := conn.RecvFile()
+	if errors.Is(err, nsplan.ErrClosed) {
+		return nil, errRuntimeGone
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t != want {
+		if f != nil {
+			f.Close()
+		}
+		return nil, fmt.Errorf("sync: got message %d, want %d", t, want)
+	}
+	return f, nil
+}
+
+func runInit(conn *nsplan.Conn, cfg *initConfig) error {
+	fifo, err := await(conn, nsplan.MsgGo)
+	if err != nil {
+		return err
+	}
+	if cfg.UnshareCgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("unshare cgroup namespace: %w", err)
+		}
+	}
+	if cfg.Mode == modeExec {
+		return runExecProcess(conn, cfg)
+	}
+	if fifo == nil {
+		return fmt.Errorf("sync: no exec fifo")
+	}
+	// The container's process leads its own session, as with runc.
+	if _, err := unix.Setsid(); err != nil {
+		return fmt.Errorf("setsid: %w", err)
+	}
+	// Open the fifo for writing now, on another thread: the open returns when start opens
+	// it for reading. It goes through our fd of the fifo, reached from a directory fd of
+	// /proc/self/fd taken now, so that neither pivot_root nor the container's /proc changes
+	// what it opens.
+	fdDir, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fifo.Close()
+		return fmt.Errorf("open /proc/self/fd: %w", err)
+	}
+	started := make(chan startResult, 1)
+	go func() {
+		fd, err := unix.Openat(fdDir, strconv.Itoa(int(fifo.Fd())), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		_ = unix.Close(fdDir)
+		fifo.Close()
+		if err != nil {
+			started <- startResult{nil, err}
+			return
+		}
+		started <- startResult{os.NewFile(uintptr(fd), "exec.fifo"), nil}
+	}()
+	spec := cfg.Spec
+	if spec.Hostname != "" {
+		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+			return fmt.Errorf("sethostname: %w", err)
+		}
+	}
+	if spec.Domainname != "" {
+		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
+			return fmt.Errorf("setdomainname: %w", err)
+		}
+	}
+	err = rootfs.Setup(rootfs.Config{
+		Spec:     spec,
+		Bundle:   cfg.Bundle,
+		NoPivot:  cfg.NoPivot,
+		InUserNS: cfg.InUserNS,
+		BeforePivot: func() error {
+			if err := conn.Send(nsplan.MsgHooks, nil); err != nil {
+				return err
+			}
+			if _, err := await(conn, nsplan.MsgHooksDone); err != nil {
+				return err
+			}
+			if spec.Hooks != nil && len(spec.Hooks.CreateContainer) > 0 {
+				st := &State{ID: cfg.ID, Bundle: cfg.Bundle, Annotations: spec.Annotations}
+				return runHooks("createContainer", spec.Hooks.CreateContainer, hookState(st, StatusCreating, os.Getpid()))
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := rootfs.WriteSysctls(spec.Linux.Sysctl); err != nil {
+		return err
+	}
+	p := cfg.Process
+	if err := setOOMScoreAdj(p); err != nil {
+		return err
+	}
+	if err := setRlimits(p); err != nil {
+		return err
+	}
+	path, err := lookPath(p)
+	if err != nil {
+		return err
+	}
+	if err := conn.Send(nsplan.MsgReady, nil); err != nil {
+		return errRuntimeGone
+	}
+	if _, err := await(conn, nsplan.MsgCommit); err != nil {
+		return err
+	}
+	conn.Close()
+	return finalizeAndExec(p, spec.Linux, path, func() error {
+		r := <-started
+		if r.err != nil {
+			return fmt.Errorf("wait for start: %w", r.err)
+		}
+		_, err := r.f.Write([]byte{'0'})
+		r.f.Close()
+		if err != nil {
+			return fmt.Errorf("wait for start: %w", err)
+		}
+		if spec.Hooks != nil && len(spec.Hooks.StartContainer) > 0 {
+			st := &State{ID: cfg.ID, Bundle: cfg.Bundle, Annotations: spec.Annotations}
+			return runHooks("startContainer", spec.Hooks.StartContainer, hookState(st, StatusCreated, os.Getpid()))
+		}
+		return nil
+	})
+}
+
+type startResult struct {
+	f   *os.File
+	err error
+}
+
+// runExecProcess is an exec'd process: the C stage joined the container's namespaces (the
+// mount namespace's root is the container's root), the runtime put it in its cgroup.
+func runExecProcess(conn *nsplan.Conn, cfg *initConfig) error {
+	if cfg.Setsid {
+		if _, err := unix.Setsid(); err != nil {
+			return fmt.Errorf("setsid: %w", err)
+		}
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("chdir /: %w", err)
+	}
+	p := cfg.Process
+	if err := setOOMScoreAdj(p); err != nil {
+		return err
+	}
+	if err := setRlimits(p); err != nil {
+		return err
+	}
+	path, err := lookPath(p)
+	if err != nil {
+		return err
+	}
+	if err := conn.Send(nsplan.MsgReady, nil); err != nil {
+		return errRuntimeGone
+	}
+	if _, err := await(conn, nsplan.MsgCommit); err != nil {
+		return err
+	}
+	conn.Close()
+	return finalizeAndExec(p, cfg.Spec.Linux, path, nil)
+}

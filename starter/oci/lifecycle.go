@@ -1,0 +1,321 @@
+package oci
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/kerr-hpc/kerr/errdefs"
+	ocicfg "github.com/kerr-hpc/kerr/rpc/oci"
+	"github.com/kerr-hpc/kerr/starter/oci/cgroups"
+)
+
+// status reads a container's status from its process: the state file says what was
+// recorded, the process says whether it still runs, the fifo whether it waits for start,
+// the cgroup whether it is frozen.
+func status(d *dir, s *State) string {
+	if s.Creating {
+		if s.Pid == 0 || alive(s.Pid, s.StartTime) {
+			return StatusCreating
+		}
+		return StatusStopped
+	}
+	if !alive(s.Pid, s.StartTime) {
+		return StatusStopped
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(d.fd, execFifo, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		return StatusCreated
+	}
+	if m, err := cgroups.Load(s.CgroupPath); err == nil {
+		if frozen, err := m.Frozen(); err == nil && frozen {
+			return StatusPaused
+		}
+	}
+	return StatusRunning
+}
+
+// render is the state as `kerr oci state` prints it.
+func render(d *dir, s *State) specState {
+	st := status(d, s)
+	out := specState{
+		State: specs.State{Version: specs.Version, ID: s.ID, Status: specs.ContainerState(st),
+			Bundle: s.Bundle, Annotations: s.Annotations},
+		Rootfs: s.Rootfs, Owner: s.Owner, CreatedAt: s.Created.UnixNano(),
+		ControlSocket: s.ControlSocket, AttachSocket: s.AttachSocket,
+	}
+	created := s.Created
+	out.Created = &created
+	if st != StatusStopped {
+		out.Pid = s.Pid
+	}
+	if st == StatusStopped && s.ExitStatus != nil {
+		out.ExitStatus = s.ExitStatus
+		if s.Finished != nil {
+			out.FinishedAt = s.Finished.UnixNano()
+		}
+	}
+	if st == StatusStopped && s.MonitorPid != 0 && !alive(s.MonitorPid, s.MonitorStartTime) {
+		out.ControlSocket = ""
+	}
+	return out
+}
+
+// state prints the container's state JSON on stdout. It takes no lock: state.json is
+// replaced atomically, and state must answer while a create holds the lock.
+func (e Engine) state(id string, cfg *ocicfg.Config) error {
+	st := store{root: cfg.Root}
+	p, err := st.containerPath(id)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("container %q does not exist: %w", id, errdefs.ErrNotFound)
+		}
+		return fmt.Errorf("state dir %s: %w", p, err)
+	}
+	d := &dir{path: p, fd: fd}
+	defer d.close()
+	s, err := d.readState()
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("container %q does not exist: %w", id, errdefs.ErrNotFound)
+		}
+		return err
+	}
+	b, err := json.MarshalIndent(render(d, s), "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(append(b, '\n'))
+	return err
+}
+
+// start lets a created container's process exec its payload: it opens the exec fifo for
+// reading, which completes the process's open for writing, and reads the byte the process
+// writes once its last checks passed. Then the poststart hooks run.
+func (e Engine) start(id string, cfg *ocicfg.Config) error {
+	st := store{root: cfg.Root}
+	d, err := st.open(id, lockExclusive)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	s, err := d.readState()
+	if err != nil {
+		return err
+	}
+	if cur := status(d, s); cur != StatusCreated {
+		return fmt.Errorf("container %q is %s, not created: %w", id, cur, errdefs.ErrState)
+	}
+	fd, err := unix.Openat(d.fd, execFifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("container %q is not waiting for start: %w", id, err)
+	}
+	defer unix.Close(fd)
+	if err := readStartByte(fd, s); err != nil {
+		return fmt.Errorf("start %q: %w", id, err)
+	}
+	if err := unix.Unlinkat(d.fd, execFifo, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("start %q: remove fifo: %w", id, err)
+	}
+	spec, err := readSpec(d)
+	if err == nil && spec.Hooks != nil && len(spec.Hooks.Poststart) > 0 {
+		if err := runHooks("poststart", spec.Hooks.Poststart, hookState(s, StatusRunning, s.Pid)); err != nil {
+			// The spec: a failed poststart hook is a warning; the container runs on.
+			fmt.Fprintf(os.Stderr, "kerr: warning: %v\n", err)
+		}
+	}
+	return nil
+}
+
+// readStartByte waits for the container's process to write its byte into the fifo, while
+// checking that it is still alive (it may fail its last step, e.g. startContainer hooks).
+func readStartByte(fd int, s *State) error {
+	buf := make([]byte, 1)
+	for {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 100)
+		if err != nil && err != unix.EINTR {
+			return err
+		}
+		if n > 0 && pfd[0].Revents&unix.POLLIN != 0 {
+			m, err := unix.Read(fd, buf)
+			if err == unix.EAGAIN {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if m == 1 {
+				return nil
+			}
+		}
+		if !alive(s.Pid, s.StartTime) {
+			return fmt.Errorf("the container's process exited before it started its payload")
+		}
+	}
+}
+
+// readSpec reads the spec create stored.
+func readSpec(d *dir) (*specs.Spec, error) {
+	b, err := readFileAt(d.fd, configFile, maxConfig*2)
+	if err != nil {
+		return nil, err
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("stored config: %w", err)
+	}
+	return &s, nil
+}
+
+// kill sends a signal to the container's process, or with All to every process in its
+// cgroup. The process is addressed by pidfd after checking its start time, so a pid reused
+// by another process is never signalled.
+func (e Engine) kill(id string, cfg *ocicfg.Config) error {
+	st := store{root: cfg.Root}
+	d, err := st.open(id, lockShared)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	s, err := d.readState()
+	if err != nil {
+		return err
+	}
+	sig := unix.Signal(cfg.Signal)
+	cur := status(d, s)
+	if cur == StatusStopped || cur == StatusCreating {
+		if cfg.All {
+			return nil
+		}
+		return fmt.Errorf("container %q is %s: %w", id, cur, errdefs.ErrState)
+	}
+	if cfg.All {
+		m, err := cgroups.Load(s.CgroupPath)
+		if err != nil {
+			return fmt.Errorf("kill --all %q: %w", id, err)
+		}
+		return m.Signal(sig)
+	}
+	return signalProcess(s.Pid, s.StartTime, sig)
+}
+
+// signalProcess signals pid if it is still the process that started at start.
+func signalProcess(pid int, start uint64, sig unix.Signal) error {
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("process %d has exited: %w", pid, errdefs.ErrState)
+		}
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(pfd)
+	if !alive(pid, start) {
+		return fmt.Errorf("process %d has exited: %w", pid, errdefs.ErrState)
+	}
+	if err := unix.PidfdSendSignal(pfd, sig, nil, 0); err != nil {
+		return fmt.Errorf("signal %d to process %d: %w", sig, pid, err)
+	}
+	return nil
+}
+
+// delete removes a stopped (or created) container: the poststop hooks run, the cgroup and
+// the state go. With Force a running one is killed first; an unknown id is then no error.
+func (e Engine) delete(id string, cfg *ocicfg.Config) error {
+	st := store{root: cfg.Root}
+	d, err := st.open(id, lockExclusive)
+	if err != nil {
+		if cfg.Force && errors.Is(err, errdefs.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	defer d.close()
+	s, err := d.readState()
+	if err != nil {
+		if !cfg.Force {
+			return fmt.Errorf("%v (a create was interrupted: use delete --force): %w", err, errdefs.ErrState)
+		}
+		// A create killed before it wrote anything: nothing but the directory.
+		return d.remove()
+	}
+	cur := status(d, s)
+	switch cur {
+	case StatusStopped:
+	case StatusCreated:
+		// As runc: a container whose payload never started may go without --force.
+	default:
+		if !cfg.Force {
+			return fmt.Errorf("container %q is %s: stop it first or use --force: %w", id, cur, errdefs.ErrState)
+		}
+	}
+	if err := killAll(s); err != nil {
+		return fmt.Errorf("delete %q: %w", id, err)
+	}
+	stopMonitor(s)
+	spec, serr := readSpec(d)
+	if serr == nil && spec.Hooks != nil && len(spec.Hooks.Poststop) > 0 && !s.Creating {
+		if err := runHooks("poststop", spec.Hooks.Poststop, hookState(s, StatusStopped, 0)); err != nil {
+			fmt.Fprintf(os.Stderr, "kerr: warning: %v\n", err)
+		}
+	}
+	if m, err := cgroups.Load(s.CgroupPath); err == nil {
+		if err := m.Destroy(); err != nil {
+			return fmt.Errorf("delete %q: %w", id, err)
+		}
+	}
+	return d.remove()
+}
+
+// killAll kills the container's process and everything in its cgroup, and waits until
+// they are gone.
+func killAll(s *State) error {
+	m, merr := cgroups.Load(s.CgroupPath)
+	if merr == nil {
+		_ = m.Thaw()
+		_ = m.Signal(unix.SIGKILL)
+	}
+	if alive(s.Pid, s.StartTime) {
+		_ = signalProcess(s.Pid, s.StartTime, unix.SIGKILL)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		busy := alive(s.Pid, s.StartTime)
+		if !busy && merr == nil {
+			pids, err := m.Pids()
+			busy = err == nil && len(pids) > 0
+			if busy {
+				_ = m.Signal(unix.SIGKILL)
+			}
+		}
+		if !busy {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes of the container survive SIGKILL")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stopMonitor ends the monitor, if it still runs (its container is dead by now), and waits
+// for it, so that it writes nothing into the state directory that is about to go.
+func stopMonitor(s *State) {
+	if s.MonitorPid == 0 || !alive(s.MonitorPid, s.MonitorStartTime) {
+		return
+	}
+	_ = signalProcess(s.MonitorPid, s.MonitorStartTime, unix.SIGKILL)
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(s.MonitorPid, s.MonitorStartTime) && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+}
