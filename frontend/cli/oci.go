@@ -15,15 +15,18 @@ import (
 func ociCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "oci",
-		Usage: "OCI bundles from SIF images (root only)",
+		Usage: "OCI bundles from SIF images, and OCI runtime-spec containers (root only)",
 		Description: `The oci group is for root: cluster admins and OCI tooling. 'mount' turns a SIF
-into an OCI bundle directory (config.json, rootfs/, overlay/) and 'umount' undoes it.`,
+into an OCI bundle directory (config.json, rootfs/, overlay/) and 'umount' undoes it.
+'create', 'start', 'state', 'kill', 'delete' and 'exec' run containers from a bundle per
+the OCI runtime spec, with runc's command line.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Value: bundle.DefaultStateRoot, Usage: "directory of container state (as runc's --root); give it before the command"},
+			&cli.BoolFlag{Name: "no-monitor", Usage: "create containers without the kerr monitor, as runc does (see 'create --help')"},
 		},
 		OnUsageError: usageError,
 		Action:       groupAction,
-		Subcommands: []*cli.Command{
+		Subcommands: append([]*cli.Command{
 			{
 				Name:      "mount",
 				Usage:     "make an OCI bundle from a SIF image",
@@ -90,7 +93,7 @@ interrupted mount left half made.`,
 						Force: c.Bool("force"), KeepOverlay: c.Bool("keep-overlay"), StateRoot: root})
 				},
 			},
-		},
+		}, ociLifecycleCommands()...),
 	}
 }
 

@@ -1,0 +1,355 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/kerr-hpc/kerr/errdefs"
+	"github.com/kerr-hpc/kerr/frontend/launch"
+	"github.com/kerr-hpc/kerr/rpc/envelope"
+	ocicfg "github.com/kerr-hpc/kerr/rpc/oci"
+)
+
+// The lifecycle commands of the oci group. Each checks what it can, then hands the
+// terminal to the starter's oci engine (launch.Exec): the engine prints its own errors and
+// its exit status is kerr's.
+
+func ociLifecycleCommands() []*cli.Command {
+	return []*cli.Command{
+		{
+			Name:      "create",
+			Usage:     "create a container from a bundle; its process waits for 'start'",
+			ArgsUsage: "ID",
+			Description: `Sets up the container described by BUNDLE/config.json (namespaces, root filesystem,
+cgroup, ...) and leaves its process waiting for 'kerr oci start ID'. By default a kerr
+monitor stays as the container's parent: it records the exit status (see 'state') and
+serves the control socket. With --no-monitor nothing of kerr stays: the container's process
+is the caller's child, as with runc.`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Value: ".", Usage: "the bundle directory (config.json and the rootfs)"},
+				&cli.StringFlag{Name: "pid-file", Usage: "write the container process's pid to this file"},
+				&cli.StringFlag{Name: "log-path", Usage: "write the container's stdout and stderr to this file (needs the monitor)"},
+				&cli.StringFlag{Name: "log-format", Value: ocicfg.LogBasic, Usage: "format of --log-path: basic, kubernetes or json"},
+				&cli.StringFlag{Name: "console-socket", Usage: "unix socket to send the pty master to (process.terminal)"},
+				&cli.BoolFlag{Name: "no-pivot", Usage: "enter the rootfs with MS_MOVE and chroot instead of pivot_root"},
+				&cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for runc compatibility: kerr does not create session keyrings"},
+				&cli.BoolFlag{Name: "no-monitor", Usage: "no kerr process stays: the container's process is the caller's child (as runc)"},
+			},
+			OnUsageError: usageError,
+			Action: func(c *cli.Context) error {
+				id, err := ociID(c)
+				if err != nil {
+					return err
+				}
+				b, err := filepath.Abs(c.String("bundle"))
+				if err != nil {
+					return err
+				}
+				cfg := ocicfg.Config{Action: ocicfg.ActionCreate, Bundle: b,
+					NoPivot: c.Bool("no-pivot"), NoNewKeyring: c.Bool("no-new-keyring"),
+					Monitor: !lineageBool(c, "no-monitor"), LogFormat: c.String("log-format")}
+				if cfg.PidFile, err = absOrEmpty(c.String("pid-file")); err != nil {
+					return err
+				}
+				if cfg.LogPath, err = absOrEmpty(c.String("log-path")); err != nil {
+					return err
+				}
+				if cfg.ConsoleSocket, err = absOrEmpty(c.String("console-socket")); err != nil {
+					return err
+				}
+				if cfg.ConsoleSocket != "" {
+					return fmt.Errorf("--console-socket is not supported yet: %w", errdefs.ErrUsage)
+				}
+				if _, err := os.Stat(filepath.Join(b, "config.json")); err != nil {
+					return fmt.Errorf("bundle %s has no config.json: %w", b, errdefs.ErrNotFound)
+				}
+				return runOCI(c, id, cfg)
+			},
+		},
+		{
+			Name:         "start",
+			Usage:        "start the payload of a created container",
+			ArgsUsage:    "ID",
+			OnUsageError: usageError,
+			Action: func(c *cli.Context) error {
+				id, err := ociID(c)
+				if err != nil {
+					return err
+				}
+				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionStart})
+			},
+		},
+		{
+			Name:      "state",
+			Usage:     "print a container's state as JSON",
+			ArgsUsage: "ID",
+			Description: `Prints the runtime spec's state (ociVersion, id, status, pid, bundle, annotations)
+with createdAt (ns since the epoch), created, rootfs, the monitor's control socket and, once
+stopped, exitStatus (the exit code, or 128+signal) when the monitor recorded it.`,
+			OnUsageError: usageError,
+			Action: func(c *cli.Context) error {
+				id, err := ociID(c)
+				if err != nil {
+					return err
+				}
+				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionState})
+			},
+		},
+		{
+			Name:      "kill",
+			Usage:     "send a signal to a container's process",
+			ArgsUsage: "ID [SIGNAL]",
+			Description: `SIGNAL is a name (TERM, SIGTERM) or a number; SIGTERM by default. With --all every
+process in the container's cgroup gets it (and a stopped container is no error).`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "signal", Aliases: []string{"s"}, Usage: "the signal (name or number)"},
+				&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "signal every process of the container"},
+			},
+			OnUsageError: usageError,
+			Action: func(c *cli.Context) error {
+				if err := needArgs(c, 1, 2, "ID [SIGNAL]"); err != nil {
+					return err
+				}
+				if err := needRoot(c); err != nil {
+					return err
+				}
+				id := c.Args().Get(0)
+				if err := envelope.ValidateID(id); err != nil {
+					return fmt.Errorf("%v: %w", err, errdefs.ErrUsage)
+				}
+				name := c.String("signal")
+				if a := c.Args().Get(1); a != "" {
+					if name != "" && name != a {
+						return fmt.Errorf("two signals given (%s and %s): %w", name, a, errdefs.ErrUsage)
+					}
+					name = a
+				}
+				if name == "" {
+					name = "TERM"
+				}
+				sig, err := parseSignal(name)
+				if err != nil {
+					return err
+				}
+				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionKill, Signal: sig, All: c.Bool("all")})
+			},
+		},
+		{
+			Name:      "delete",
+			Usage:     "remove a stopped container",
+			ArgsUsage: "ID",
+			Description: `Runs the poststop hooks, removes the cgroup and the state. A running container is
+refused unless --force, which kills it first; with --force an unknown ID is no error.`,
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"},
+			},
+			OnUsageError: usageError,
+			Action: func(c *cli.Context) error {
+				id, err := ociID(c)
+				if err != nil {
+					return err
+				}
+				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionDelete, Force: c.Bool("force")})
+			},
+		},
+		{
+			Name:      "exec",
+			Usage:     "run another process in a running container",
+			ArgsUsage: "ID [COMMAND [ARG...]]",
+			Description: `Runs COMMAND in the container's namespaces and cgroup, with the container's
+process settings (env, user, capabilities, ...) changed by the flags, or the process
+described by --process FILE (runtime-spec JSON). kerr exits with the command's status.`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "process", Aliases: []string{"p"}, Usage: "a runtime-spec process JSON file"},
+				&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "add NAME=VALUE to the environment"},
+				&cli.StringFlag{Name: "cwd", Usage: "working directory in the container"},
+				&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "UID[:GID] to run as"},
+				&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a terminal"},
+				&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "do not wait for the process"},
+				&cli.StringFlag{Name: "pid-file", Usage: "write the process's pid to this file"},
+			},
+			OnUsageError: usageError,
+			Action: func(c *cli.Context) error {
+				if c.NArg() < 1 {
+					return fmt.Errorf("usage: %s ID [COMMAND [ARG...]]: %w", c.Command.HelpName, errdefs.ErrUsage)
+				}
+				if err := needRoot(c); err != nil {
+					return err
+				}
+				id := c.Args().First()
+				if err := envelope.ValidateID(id); err != nil {
+					return fmt.Errorf("%v: %w", err, errdefs.ErrUsage)
+				}
+				cfg := ocicfg.Config{Action: ocicfg.ActionExec, Detach: c.Bool("detach"), Tty: c.Bool("tty")}
+				var err error
+				if cfg.PidFile, err = absOrEmpty(c.String("pid-file")); err != nil {
+					return err
+				}
+				if f := c.String("process"); f != "" {
+					if c.NArg() > 1 {
+						return fmt.Errorf("give either --process or a command, not both: %w", errdefs.ErrUsage)
+					}
+					if cfg.Process, err = readProcess(f); err != nil {
+						return err
+					}
+				} else {
+					if c.NArg() < 2 {
+						return fmt.Errorf("usage: %s ID COMMAND [ARG...] (or --process FILE): %w", c.Command.HelpName, errdefs.ErrUsage)
+					}
+					cfg.ExecArgs = c.Args().Slice()[1:]
+					cfg.ExecEnv = c.StringSlice("env")
+					cfg.ExecCwd = c.String("cwd")
+					cfg.ExecUser = c.String("user")
+				}
+				if cfg.Tty || (cfg.Process != nil && cfg.Process.Terminal) {
+					return fmt.Errorf("exec --tty is not supported yet: %w", errdefs.ErrUsage)
+				}
+				return runOCI(c, id, cfg)
+			},
+		},
+	}
+}
+
+// ociID checks for exactly one argument, an acceptable container id, and root.
+func ociID(c *cli.Context) (string, error) {
+	if err := needArgs(c, 1, 1, "ID"); err != nil {
+		return "", err
+	}
+	if err := needRoot(c); err != nil {
+		return "", err
+	}
+	id := c.Args().First()
+	if err := envelope.ValidateID(id); err != nil {
+		return "", fmt.Errorf("%v: %w", err, errdefs.ErrUsage)
+	}
+	return id, nil
+}
+
+// runOCI fills in the state root and hands over to the starter.
+func runOCI(c *cli.Context, id string, cfg ocicfg.Config) error {
+	root, err := filepath.Abs(ociRoot(c))
+	if err != nil {
+		return err
+	}
+	cfg.Root = root
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%v: %w", err, errdefs.ErrUsage)
+	}
+	return launch.Exec(ocicfg.EngineName, id, cfg, "")
+}
+
+// ociRoot is the oci group's --root, wherever on the command line it was given.
+func ociRoot(c *cli.Context) string {
+	for _, l := range c.Lineage() {
+		if l.IsSet("root") {
+			return l.String("root")
+		}
+	}
+	return ocicfg.DefaultRoot
+}
+
+// lineageBool is a bool flag set on the command or on its group.
+func lineageBool(c *cli.Context, name string) bool {
+	for _, l := range c.Lineage() {
+		if l.IsSet(name) {
+			return l.Bool(name)
+		}
+	}
+	return false
+}
+
+func absOrEmpty(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	return filepath.Abs(p)
+}
+
+// readProcess reads a runtime-spec process from a file ("-": stdin), strictly.
+func readProcess(path string) (*specs.Process, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = readAllLimited(os.Stdin, 1<<20)
+	} else {
+		var f *os.File
+		if f, err = os.Open(path); err == nil {
+			b, err = readAllLimited(f, 1<<20)
+			f.Close()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--process %s: %w", path, err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	var p specs.Process
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("--process %s: %v: %w", path, err, errdefs.ErrUsage)
+	}
+	if len(p.Args) == 0 {
+		return nil, fmt.Errorf("--process %s: args is empty: %w", path, errdefs.ErrUsage)
+	}
+	return &p, nil
+}
+
+func readAllLimited(f *os.File, max int64) ([]byte, error) {
+	st, err := f.Stat()
+	if err == nil && st.Mode().IsRegular() && st.Size() > max {
+		return nil, fmt.Errorf("larger than %d bytes", max)
+	}
+	b := make([]byte, 0, 4096)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := f.Read(buf)
+		b = append(b, buf[:n]...)
+		if int64(len(b)) > max {
+			return nil, fmt.Errorf("larger than %d bytes", max)
+		}
+		if err != nil || n == 0 {
+			return b, nil
+		}
+	}
+}
+
+// parseSignal accepts TERM, SIGTERM, sigterm, 15, RTMIN+3.
+func parseSignal(s string) (int, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("signal %d is out of range: %w", n, errdefs.ErrUsage)
+		}
+		return n, nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if rest, ok := strings.CutPrefix(name, "SIGRTMIN+"); ok {
+		if n, err := strconv.Atoi(rest); err == nil && n >= 0 && 34+n <= 64 {
+			return 34 + n, nil
+		}
+	}
+	if rest, ok := strings.CutPrefix(name, "SIGRTMAX-"); ok {
+		if n, err := strconv.Atoi(rest); err == nil && n >= 0 && 64-n >= 34 {
+			return 64 - n, nil
+		}
+	}
+	switch name {
+	case "SIGRTMIN":
+		return 34, nil
+	case "SIGRTMAX":
+		return 64, nil
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return int(sig), nil
+	}
+	return 0, fmt.Errorf("unknown signal %q: %w", s, errdefs.ErrUsage)
+}
