@@ -48,18 +48,10 @@ type env struct {
 type report struct {
 	SetupErr string
 	Failures []string
-	Notes    map[string]string
 }
 
 func (r *report) errorf(format string, args ...any) {
 	r.Failures = append(r.Failures, fmt.Sprintf(format, args...))
-}
-
-func (r *report) note(k, v string) {
-	if r.Notes == nil {
-		r.Notes = map[string]string{}
-	}
-	r.Notes[k] = v
 }
 
 // tcase is one integration case; parent and child find it by name in cases.
@@ -216,7 +208,8 @@ func sharedTmpfs(t *testing.T) string {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount("kerr-test", dir, "tmpfs", 0, "mode=755"); err != nil {
+	// nosuid and nodev, so that tests see that binds keep the flags of their source.
+	if err := unix.Mount("kerr-test", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
 		t.Fatalf("mount tmpfs on %s: %v", dir, err)
 	}
 	t.Cleanup(func() {
@@ -366,6 +359,18 @@ func checkMagic(r *report, p string, magic int64) {
 	}
 	if sfs.Type != magic {
 		r.errorf("%s: filesystem magic %#x, want %#x", p, sfs.Type, magic)
+	}
+}
+
+// checkFlags checks that p's mount has the statfs flags (ST_*) want.
+func checkFlags(r *report, p string, want int64) {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(p, &sfs); err != nil {
+		r.errorf("statfs %s: %v", p, err)
+		return
+	}
+	if sfs.Flags&want != want {
+		r.errorf("%s: mount flags %#x lack %#x", p, sfs.Flags, want)
 	}
 }
 

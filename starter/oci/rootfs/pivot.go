@@ -15,8 +15,9 @@ import (
 
 // prepareRoot sets the propagation of / (linux.rootfsPropagation, rslave by default, so
 // that the mounts made here do not reach the host while host mounts still reach the
-// container), makes sure the mount holding the rootfs is not shared (pivot_root refuses a
-// shared parent, and a shared one would carry the container's mounts to its peers), and
+// container), makes sure the mount holding the rootfs is neither shared (pivot_root refuses
+// a shared parent, and a shared one would carry the container's mounts to its peers) nor
+// unbindable (the rootfs could not be bound), and
 // binds the rootfs onto itself, recursively, so that it is a mount of its own.
 func (s *setup) prepareRoot() error {
 	prop, rec := uint64(unix.MS_SLAVE), true
@@ -53,14 +54,15 @@ func (s *setup) prepareRoot() error {
 	return nil
 }
 
-// unshareMountOf makes the mount that fd (at path) is on private when it is shared.
+// unshareMountOf makes the mount that fd (at path) is on private when it is shared or
+// unbindable.
 func unshareMountOf(fd int, path string) error {
 	id, err := mountID(fd)
 	if err != nil {
 		return fmt.Errorf("rootfs %s: %w", path, err)
 	}
-	mountpoint, shared, err := mountShared(id)
-	if err != nil || !shared {
+	mountpoint, fix, err := sharedOrUnbindable(id)
+	if err != nil || !fix {
 		return err
 	}
 	mfd, err := unix.Open(mountpoint, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -89,9 +91,10 @@ func mountID(fd int) (uint64, error) {
 	return stx.Mnt_id, nil
 }
 
-// mountShared finds mount id in this thread's mount table: its mount point and whether it
-// is in a peer group (the optional field "shared:N").
-func mountShared(id uint64) (string, bool, error) {
+// sharedOrUnbindable finds mount id in this thread's mount table: its mount point and
+// whether it is in a peer group or unbindable (the optional fields "shared:N",
+// "unbindable").
+func sharedOrUnbindable(id uint64) (string, bool, error) {
 	b, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		return "", false, fmt.Errorf("read mount table: %w", err)
@@ -105,7 +108,7 @@ func mountShared(id uint64) (string, bool, error) {
 		if err != nil {
 			return "", false, err
 		}
-		shared := false
+		fix := false
 		fields := strings.Fields(line)
 		if len(fields) < 7 {
 			return "", false, fmt.Errorf("parse mount table line %q: too short", line)
@@ -114,9 +117,9 @@ func mountShared(id uint64) (string, bool, error) {
 			if f == "-" {
 				break
 			}
-			shared = shared || strings.HasPrefix(f, "shared:")
+			fix = fix || strings.HasPrefix(f, "shared:") || f == "unbindable"
 		}
-		return ms, shared, nil
+		return ms, fix, nil
 	}
 	return "", false, fmt.Errorf("mount %d is not in the mount table", id)
 }

@@ -156,6 +156,9 @@ func init() {
 				r.errorf("/mnt/ro is not nosuid (%v)", err)
 			}
 			checkContent(r, "/mnt/rel/f", "host")
+			// The source's nosuid and nodev stay on the binds, ro ones included.
+			checkFlags(r, "/mnt/rel", unix.ST_NOSUID|unix.ST_NODEV)
+			checkFlags(r, "/new/dir/hostfile", unix.ST_NOSUID|unix.ST_NODEV|unix.ST_RDONLY)
 			checkWrite(r, "/mnt/rw/new", nil)
 			checkContent(r, "/mnt/rec/sub/inner", "inner")
 			checkWrite(r, "/mnt/rec/new", unix.EROFS)
@@ -415,6 +418,23 @@ func init() {
 
 func TestRootfsPropagationPrivate(t *testing.T) { run(t, "propagation-private") }
 
+func init() {
+	cases["propagation-runbindable"] = &tcase{
+		config: func(e *env) Config {
+			s := spec(e, procMount)
+			s.Linux.RootfsPropagation = "runbindable"
+			return Config{Spec: s}
+		},
+		check: func(e *env, r *report) {
+			if l := rootMountLine(r); !strings.Contains(l, " unbindable ") {
+				r.errorf("/ is not unbindable: %s", l)
+			}
+		},
+	}
+}
+
+func TestRootfsPropagationRunbindable(t *testing.T) { run(t, "propagation-runbindable") }
+
 func TestRootfsPropagationRshared(t *testing.T) { run(t, "propagation-rshared") }
 
 func init() {
@@ -576,5 +596,182 @@ func TestWriteSysctls(t *testing.T) { run(t, "sysctl") }
 func TestWriteSysctlsRefusesBadNames(t *testing.T) {
 	if err := WriteSysctls(map[string]string{"../../x": "1"}); err == nil || !strings.Contains(err.Error(), "not a sysctl name") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+func init() {
+	// A user namespace (root mapped to root): devices are binds of the host's nodes, and
+	// the host's flags locked on bind sources stay.
+	cases["userns"] = &tcase{
+		userns: true,
+		flags:  unix.CLONE_NEWNET,
+		prepare: func(t *testing.T, e *env) {
+			writeFile(t, filepath.Join(e.Dir, "host-ro/f"), "host")
+			writeFile(t, filepath.Join(e.Rootfs, "secret-file"), "secret")
+		},
+		config: func(e *env) Config {
+			s := spec(e, procMount, devMount, devptsMount, mqueueMount, sysMount,
+				specs.Mount{Destination: "/mnt/ro", Type: "bind", Source: filepath.Join(e.Dir, "host-ro"), Options: []string{"ro"}})
+			// Bound from the host's node of the same path, which must be that device.
+			s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/kmsg", Type: "c", Major: 1, Minor: 11}, {Path: "/dev/kerr-fifo", Type: "p"}}
+			s.Linux.MaskedPaths = []string{"/secret-file", "/proc/kcore"}
+			s.Linux.ReadonlyPaths = []string{"/ro-dir", "/proc/sys"}
+			s.Root.Readonly = true
+			return Config{Spec: s, InUserNS: true}
+		},
+		check: func(e *env, r *report) {
+			checkCharDev(r, "/dev/null", 1, 3, 0)
+			checkCharDev(r, "/dev/kmsg", 1, 11, 0)
+			if st, ok := statOf(r, "/dev/kerr-fifo", false); ok && st.Mode&unix.S_IFMT != unix.S_IFIFO {
+				r.errorf("/dev/kerr-fifo is not a fifo")
+			}
+			if f, err := os.OpenFile("/dev/null", os.O_WRONLY, 0); err != nil {
+				r.errorf("open /dev/null: %v", err)
+			} else {
+				f.Close()
+			}
+			checkMagic(r, "/sys", sysfsMagic)
+			checkMagic(r, "/dev/mqueue", mqueueMagic)
+			checkContent(r, "/mnt/ro/f", "host")
+			checkWrite(r, "/mnt/ro/x", unix.EROFS)
+			// nosuid and nodev of the source are locked in the user namespace; ro keeps them.
+			checkFlags(r, "/mnt/ro", unix.ST_NOSUID|unix.ST_NODEV|unix.ST_RDONLY)
+			checkContent(r, "/secret-file", "")
+			checkWrite(r, "/ro-dir/x", unix.EROFS)
+			checkWrite(r, "/x", unix.EROFS)
+			checkLink(r, "/dev/ptmx", "pts/ptmx")
+		},
+	}
+}
+
+func TestUserNamespace(t *testing.T) {
+	if _, err := os.Stat("/dev/kmsg"); err != nil {
+		t.Skipf("the host has no /dev/kmsg to bind: %v", err)
+	}
+	run(t, "userns")
+}
+
+func init() {
+	cases["cgroupns"] = &tcase{
+		flags: unix.CLONE_NEWCGROUP,
+		config: func(e *env) Config {
+			s := spec(e, procMount, sysMount, cgroupMount)
+			s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.CgroupNamespace}}
+			return Config{Spec: s}
+		},
+		check: func(e *env, r *report) {
+			checkMagic(r, "/sys/fs/cgroup", unix.TMPFS_MAGIC)
+			b, err := os.ReadFile("/proc/self/mountinfo")
+			if err != nil {
+				r.errorf("%v", err)
+				return
+			}
+			for _, h := range []string{"memory", "pids"} {
+				p := "/sys/fs/cgroup/" + h
+				checkMagic(r, p, cgroupV1Magic)
+				if b, err := os.ReadFile(p + "/cgroup.procs"); err != nil || !strings.Contains("\n"+string(b), "\n1\n") {
+					r.errorf("%s/cgroup.procs = %q, %v; want pid 1 in it", p, b, err)
+				}
+				// A new mount of the hierarchy, rooted at the namespace's root.
+				found := false
+				for _, l := range strings.Split(string(b), "\n") {
+					if f := strings.Fields(l); len(f) > 5 && f[4] == p && f[3] == "/" {
+						found = true
+					}
+				}
+				if !found {
+					r.errorf("no mount of the namespace's root at %s:\n%s", p, b)
+				}
+			}
+		},
+	}
+}
+
+func TestCgroupNamespace(t *testing.T) { run(t, "cgroupns") }
+
+func init() {
+	cases["overlay-remount"] = &tcase{
+		prepare: func(t *testing.T, e *env) {
+			writeFile(t, filepath.Join(e.Dir, "lower/lowerfile"), "lower")
+			for _, d := range []string{"upper", "work"} {
+				if err := os.Mkdir(filepath.Join(e.Dir, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		config: func(e *env) Config {
+			return Config{Spec: spec(e, procMount,
+				specs.Mount{Destination: "/ov", Type: "overlay", Source: "overlay", Options: []string{
+					"lowerdir=" + filepath.Join(e.Dir, "lower"), "upperdir=" + filepath.Join(e.Dir, "upper"),
+					"workdir=" + filepath.Join(e.Dir, "work")}},
+				specs.Mount{Destination: "/data", Type: "tmpfs", Source: "tmpfs", Options: []string{"size=4m"}},
+				specs.Mount{Destination: "/data", Type: "tmpfs", Options: []string{"remount", "ro", "nosuid", "size=1m"}},
+				specs.Mount{Destination: "/mnt/b", Type: "bind", Source: filepath.Join(e.Dir, "lower")},
+				specs.Mount{Destination: "/mnt/b", Type: "bind", Options: []string{"remount", "ro"}},
+			)}
+		},
+		check: func(e *env, r *report) {
+			checkContent(r, "/ov/lowerfile", "lower")
+			checkWrite(r, "/ov/new", nil)
+			checkReadonly(r, "/data", true)
+			var sfs unix.Statfs_t
+			if err := unix.Statfs("/data", &sfs); err != nil || sfs.Blocks*uint64(sfs.Bsize) != 1<<20 || sfs.Flags&unix.ST_NOSUID == 0 {
+				r.errorf("/data: %d blocks of %d, flags %#x, %v; want 1 MiB, nosuid", sfs.Blocks, sfs.Bsize, sfs.Flags, err)
+			}
+			checkWrite(r, "/mnt/b/x", unix.EROFS)
+		},
+		after: func(t *testing.T, e *env, r *report) {
+			if b, err := os.ReadFile(filepath.Join(e.Dir, "upper/new")); err != nil || string(b) != "x" {
+				t.Errorf("the overlay's upper dir on the host: %q, %v", b, err)
+			}
+		},
+	}
+}
+
+func TestOverlayAndRemount(t *testing.T) { run(t, "overlay-remount") }
+
+func init() {
+	errCase := func(wantErr string, prepare func(t *testing.T, e *env), mounts func(e *env) []specs.Mount) *tcase {
+		return &tcase{
+			prepare: prepare,
+			config:  func(e *env) Config { return Config{Spec: spec(e, mounts(e)...)} },
+			wantErr: wantErr,
+		}
+	}
+	cases["err-relative-source"] = errCase("mounts[0] (/mnt/x): relative source \"data\" and no bundle directory", nil,
+		func(e *env) []specs.Mount {
+			return []specs.Mount{{Destination: "/mnt/x", Source: "data", Options: []string{"rbind"}}}
+		})
+	cases["err-fstype"] = errCase("mounts[0] (/mnt/x): mount nosuchfs on /mnt/x: fsopen nosuchfs: unknown filesystem type", nil,
+		func(e *env) []specs.Mount {
+			return []specs.Mount{{Destination: "/mnt/x", Type: "nosuchfs"}}
+		})
+	cases["err-data"] = errCase(`mounts[0] (/mnt/x): mount tmpfs on /mnt/x: option "nosuchoption=1"`, nil,
+		func(e *env) []specs.Mount {
+			return []specs.Mount{{Destination: "/mnt/x", Type: "tmpfs", Options: []string{"nosuchoption=1"}}}
+		})
+	cases["err-file-on-dir"] = errCase("mount point /etc is a directory but the source is not",
+		func(t *testing.T, e *env) { writeFile(t, filepath.Join(e.Dir, "f"), "") },
+		func(e *env) []specs.Mount {
+			return []specs.Mount{{Destination: "/etc", Type: "bind", Source: filepath.Join(e.Dir, "f")}}
+		})
+	cases["err-remount-not-mount"] = errCase("remount /etc: mount_setattr +ro: invalid argument (is it a mount point?)", nil,
+		func(e *env) []specs.Mount {
+			return []specs.Mount{{Destination: "/etc", Type: "bind", Options: []string{"remount", "ro"}}}
+		})
+	cases["err-missing-source"] = errCase("open bind source /nonexistent", nil,
+		func(e *env) []specs.Mount {
+			return []specs.Mount{{Destination: "/mnt/x", Type: "bind", Source: "/nonexistent"}}
+		})
+	cases["err-proc-bind-not-proc"] = errCase("bind source /etc of /proc is not a procfs", nil,
+		func(e *env) []specs.Mount {
+			return []specs.Mount{{Destination: "/proc", Type: "bind", Source: "/etc"}}
+		})
+}
+
+func TestSetupErrors(t *testing.T) {
+	for _, name := range []string{"err-relative-source", "err-fstype", "err-data", "err-file-on-dir",
+		"err-remount-not-mount", "err-missing-source", "err-proc-bind-not-proc"} {
+		t.Run(name, func(t *testing.T) { run(t, name) })
 	}
 }
