@@ -24,6 +24,9 @@ import (
 // namespace roots it at the container's cgroup). Co-mounted controllers ("cpu,cpuacct") get
 // a symlink per controller. The hybrid host's unified hierarchy is left out, as with runc.
 // A hierarchy the host has not mounted has nothing to bind and is left out too.
+//
+// Privileges, for every function in this file: root in the container's mount namespace,
+// before pivot_root (the host's /proc and cgroup mounts are still visible).
 
 // checkCgroups learns, once, whether the host has the unified layout.
 func (s *setup) checkCgroups() error {

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
+
+// Privileges, for every function in this file: root in the container's mount namespace,
+// before pivot_root; CAP_MKNOD unless Config.InUserNS (then the host's nodes are bound).
 
 // defaultDevices are the nodes every container gets in a /dev that the spec mounts, as the
 // runtime spec lists them (root-owned, 0666). A linux.devices entry with the same path wins.
@@ -191,7 +195,7 @@ func bindDevice(dirfd int, name string, d specs.LinuxDevice, typ uint32) error {
 	if err != nil {
 		return fmt.Errorf("open the mount point: %w", err)
 	}
-	t := &target{fd: fd, rel: d.Path}
+	t := &target{fd: fd, rel: strings.TrimPrefix(filepath.Clean(d.Path), "/")}
 	defer t.close()
 	if err := bindFd(hfd, t, false, mountOptions{}); err != nil {
 		return fmt.Errorf("bind the host's node: %w", err)

@@ -8,6 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Privileges, for every function in this file: root in the container's mount namespace
+// (CAP_SYS_ADMIN over it, in its user namespace); none changes ids or capabilities.
+//
 // Thin wrappers of the new mount API (Linux 5.2: open_tree, move_mount, fsopen, fsconfig,
 // fsmount, fspick; 5.12: mount_setattr). Everything is done on fds: a mount is built
 // detached, given its attributes, then moved onto an fd of its mount point. No path is

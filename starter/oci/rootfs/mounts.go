@@ -10,6 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Privileges, for every function in this file: root in the container's mount namespace,
+// before pivot_root (the host's paths of bind sources are still visible).
+
 // mount makes one spec mount inside the rootfs.
 func (s *setup) mount(p *plan) error {
 	if p.opts.remount {
@@ -48,7 +51,8 @@ func (s *setup) fsMount(p *plan) error {
 		// with runc, unless the spec says otherwise.
 		data = append(slices.Clone(data), fmt.Sprintf("mode=%o", t.st.Mode&0o7777))
 	}
-	deferRO := t.rel == "dev" && attrs&unix.MOUNT_ATTR_RDONLY != 0
+	// The same test as setupDev's, which fills this /dev.
+	deferRO := p.dest == "/dev" && attrs&unix.MOUNT_ATTR_RDONLY != 0
 	if deferRO {
 		// /dev is filled after the mounts (devices, symlinks, the console, hooks); it
 		// becomes read-only once the container's root is entered.

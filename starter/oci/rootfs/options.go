@@ -7,6 +7,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Parsing options needs no privileges.
+
 // attrChange is a change of per-mount attributes in mount_setattr(2) terms: bits to set and
 // bits to clear. Unlike a legacy MS_REMOUNT|MS_BIND, which replaces every per-mount flag at
 // once, a change touches only the bits it names: flags of the source mount that the spec does

@@ -3,6 +3,7 @@ package rootfs
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -49,7 +50,7 @@ func readonlyPath(p string) error {
 	if err != nil || !ok {
 		return err
 	}
-	t := &target{fd: fd, rel: p}
+	t := &target{fd: fd, rel: strings.TrimPrefix(p, "/")}
 	defer t.close()
 	var opts mountOptions
 	opts.rattrs.add(unix.MOUNT_ATTR_RDONLY, 0)
@@ -70,7 +71,7 @@ func maskPath(p string, nullMount int) error {
 	if err != nil || !ok {
 		return err
 	}
-	t := &target{fd: fd, rel: p}
+	t := &target{fd: fd, rel: strings.TrimPrefix(p, "/")}
 	defer t.close()
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {

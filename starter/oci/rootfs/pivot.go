@@ -13,12 +13,15 @@ import (
 	"github.com/kerr-hpc/kerr/starter/mountinfo"
 )
 
+// Privileges, for every function in this file: root in the container's mount namespace
+// (CAP_SYS_ADMIN over it, CAP_SYS_CHROOT for NoPivot).
+
 // prepareRoot sets the propagation of / (linux.rootfsPropagation, rslave by default, so
 // that the mounts made here do not reach the host while host mounts still reach the
 // container), makes sure the mount holding the rootfs is neither shared (pivot_root refuses
 // a shared parent, and a shared one would carry the container's mounts to its peers) nor
-// unbindable (the rootfs could not be bound), and
-// binds the rootfs onto itself, recursively, so that it is a mount of its own.
+// unbindable (the rootfs could not be bound), and binds the rootfs onto itself,
+// recursively, so that it is a mount of its own.
 func (s *setup) prepareRoot() error {
 	prop, rec := uint64(unix.MS_SLAVE), true
 	if l := s.spec.Linux; l != nil && l.RootfsPropagation != "" {

@@ -10,6 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Privileges, for every function in this file: those of the caller (root in the
+// container's mount namespace during Setup); none changes ids or capabilities.
+//
 // The helpers here find paths of the container inside the rootfs. A path comes from the
 // spec or the image, and the image is not trusted: it may hold symlinks meant to point a
 // mount or a device node at the host. So a path is first resolved as the container will

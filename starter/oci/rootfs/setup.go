@@ -61,9 +61,9 @@ type setup struct {
 // the container's rootfs and its working directory is "/".
 //
 // It must run in the container's init process, in the container's new mount namespace, on
-// a locked OS thread (mount namespace, root and working directory are per thread until the
-// thread is the only one that matters), before the payload is exec'd. On failure the mount
-// namespace is left half set up; the caller must not go on to exec the payload.
+// a locked OS thread (the caller may have entered that namespace on this thread only; Setup
+// reads /proc/thread-self, never /proc/self), before the payload is exec'd. On failure the
+// mount namespace is left half set up and the caller must not exec the payload.
 //
 // Privileges: root in the container's mount namespace (CAP_SYS_ADMIN over it, CAP_MKNOD
 // unless InUserNS); it changes no ids or capabilities. Needs Linux 5.12 (openat2, the new
