@@ -103,17 +103,17 @@ func (s *setup) createDevice(d specs.LinuxDevice) error {
 	if err != nil {
 		return err
 	}
-	rel, err := inRoot(s.root, d.Path)
+	// The directory is resolved inside the rootfs; the last component is not followed: the
+	// node goes at the path itself.
+	clean := filepath.Clean(d.Path)
+	dirPath, base := filepath.Split(clean)
+	dir, err := inRoot(s.root, dirPath)
 	if err != nil {
 		return err
 	}
-	if rel == "" {
-		return errors.New("resolves to the container's root")
-	}
-	dir, base := filepath.Split(rel)
 	pfd, err := openDirs(s.rootfd, dir, true)
 	if err != nil {
-		return fmt.Errorf("open %s in the rootfs: %w", dir, err)
+		return fmt.Errorf("open %s in the rootfs: %w", dirPath, err)
 	}
 	defer closeFd(pfd)
 	// Whatever the image has at the path goes: the node must be the one the spec
@@ -195,7 +195,7 @@ func bindDevice(dirfd int, name string, d specs.LinuxDevice, typ uint32) error {
 	if err != nil {
 		return fmt.Errorf("open the mount point: %w", err)
 	}
-	t := &target{fd: fd, rel: strings.TrimPrefix(filepath.Clean(d.Path), "/")}
+	t := &target{fd: fd, rel: strings.TrimPrefix(d.Path, "/")}
 	defer t.close()
 	if err := bindFd(hfd, t, false, mountOptions{}); err != nil {
 		return fmt.Errorf("bind the host's node: %w", err)

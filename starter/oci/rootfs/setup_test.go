@@ -268,6 +268,47 @@ func init() {
 
 func TestMountTargetSymlinkStaysInRootfs(t *testing.T) { run(t, "symlink-target") }
 
+func init() {
+	// Device paths through, or at, symlinks of the image that point at host paths: the
+	// nodes are made inside the rootfs and the host paths are left alone.
+	cases["symlink-device"] = &tcase{
+		prepare: func(t *testing.T, e *env) {
+			if err := os.Mkdir(filepath.Join(e.Dir, "hostdev"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(e.Dir, "hostfile"), "host")
+			if err := os.Symlink(filepath.Join(e.Dir, "hostdev"), filepath.Join(e.Rootfs, "mnt/devlink")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(filepath.Join(e.Dir, "hostfile"), filepath.Join(e.Rootfs, "dev/kerr-x")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		config: func(e *env) Config {
+			s := spec(e, procMount)
+			s.Linux.Devices = []specs.LinuxDevice{
+				{Path: "/mnt/devlink/kerr-null", Type: "c", Major: 1, Minor: 3},
+				{Path: "/dev/kerr-x", Type: "c", Major: 1, Minor: 5},
+			}
+			return Config{Spec: s}
+		},
+		check: func(e *env, r *report) {
+			checkCharDev(r, filepath.Join(e.Dir, "hostdev/kerr-null"), 1, 3, 0o666)
+			checkCharDev(r, "/dev/kerr-x", 1, 5, 0o666)
+		},
+		after: func(t *testing.T, e *env, r *report) {
+			if ents, err := os.ReadDir(filepath.Join(e.Dir, "hostdev")); err != nil || len(ents) != 0 {
+				t.Errorf("the host's hostdev: %d entries, %v", len(ents), err)
+			}
+			if st, err := os.Lstat(filepath.Join(e.Dir, "hostfile")); err != nil || !st.Mode().IsRegular() {
+				t.Errorf("the host's hostfile: %v, %v", st, err)
+			}
+		},
+	}
+}
+
+func TestDeviceSymlinkStaysInRootfs(t *testing.T) { run(t, "symlink-device") }
+
 func TestMountTargetSymlinkIntoProcRefused(t *testing.T) { run(t, "symlink-into-proc") }
 
 func init() {
