@@ -93,26 +93,15 @@ func runInit(conn *nsplan.Conn, cfg *initConfig) error {
 	if _, err := unix.Setsid(); err != nil {
 		return fmt.Errorf("setsid: %w", err)
 	}
-	// Open the fifo for writing now, on another thread: the open returns when start opens
-	// it for reading. It goes through our fd of the fifo, reached from a directory fd of
-	// /proc/self/fd taken now, so that neither pivot_root nor the container's /proc changes
-	// what it opens.
-	fdDir, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	// The exec fifo, opened read-write now, as root and through our fd of it: the open
+	// does not block, and nothing the user switch or pivot_root does can change what it
+	// is. Start writes one byte into it; the read below waits for that byte.
+	startFifo, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(fifo.Fd())), os.O_RDWR|unix.O_CLOEXEC, 0)
+	fifo.Close()
 	if err != nil {
-		fifo.Close()
-		return fmt.Errorf("open /proc/self/fd: %w", err)
+		return fmt.Errorf("open the exec fifo: %w", err)
 	}
-	started := make(chan startResult, 1)
-	go func() {
-		fd, err := unix.Openat(fdDir, strconv.Itoa(int(fifo.Fd())), unix.O_WRONLY|unix.O_CLOEXEC, 0)
-		_ = unix.Close(fdDir)
-		fifo.Close()
-		if err != nil {
-			started <- startResult{nil, err}
-			return
-		}
-		started <- startResult{os.NewFile(uintptr(fd), "exec.fifo"), nil}
-	}()
+	defer startFifo.Close()
 	spec := cfg.Spec
 	if spec.Hostname != "" {
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
@@ -160,6 +149,9 @@ func runInit(conn *nsplan.Conn, cfg *initConfig) error {
 	if err != nil {
 		return err
 	}
+	if err := finalize(p, spec.Linux); err != nil {
+		return err
+	}
 	if err := conn.Send(nsplan.MsgReady, nil); err != nil {
 		return errRuntimeGone
 	}
@@ -167,27 +159,30 @@ func runInit(conn *nsplan.Conn, cfg *initConfig) error {
 		return err
 	}
 	conn.Close()
-	return finalizeAndExec(p, spec.Linux, path, func() error {
-		r := <-started
-		if r.err != nil {
-			return fmt.Errorf("wait for start: %w", r.err)
+	if err := waitForStart(startFifo); err != nil {
+		return err
+	}
+	if spec.Hooks != nil && len(spec.Hooks.StartContainer) > 0 {
+		st := &State{ID: cfg.ID, Bundle: cfg.Bundle, Annotations: spec.Annotations}
+		if err := runHooks("startContainer", spec.Hooks.StartContainer, hookState(st, StatusCreated, os.Getpid())); err != nil {
+			return err
 		}
-		_, err := r.f.Write([]byte{'0'})
-		r.f.Close()
+	}
+	return execPayload(p, spec.Linux, path)
+}
+
+// waitForStart blocks until start writes its byte into the exec fifo.
+func waitForStart(f *os.File) error {
+	b := make([]byte, 1)
+	for {
+		n, err := f.Read(b)
+		if n == 1 {
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("wait for start: %w", err)
 		}
-		if spec.Hooks != nil && len(spec.Hooks.StartContainer) > 0 {
-			st := &State{ID: cfg.ID, Bundle: cfg.Bundle, Annotations: spec.Annotations}
-			return runHooks("startContainer", spec.Hooks.StartContainer, hookState(st, StatusCreated, os.Getpid()))
-		}
-		return nil
-	})
-}
-
-type startResult struct {
-	f   *os.File
-	err error
+	}
 }
 
 // runExecProcess is an exec'd process: the C stage joined the container's namespaces (the
@@ -212,6 +207,9 @@ func runExecProcess(conn *nsplan.Conn, cfg *initConfig) error {
 	if err != nil {
 		return err
 	}
+	if err := finalize(p, cfg.Spec.Linux); err != nil {
+		return err
+	}
 	if err := conn.Send(nsplan.MsgReady, nil); err != nil {
 		return errRuntimeGone
 	}
@@ -219,5 +217,5 @@ func runExecProcess(conn *nsplan.Conn, cfg *initConfig) error {
 		return err
 	}
 	conn.Close()
-	return finalizeAndExec(p, cfg.Spec.Linux, path, nil)
+	return execPayload(p, cfg.Spec.Linux, path)
 }

@@ -98,9 +98,9 @@ func (e Engine) state(id string, cfg *ocicfg.Config) error {
 	return err
 }
 
-// start lets a created container's process exec its payload: it opens the exec fifo for
-// reading, which completes the process's open for writing, and reads the byte the process
-// writes once its last checks passed. Then the poststart hooks run.
+// start lets a created container's process exec its payload: it writes one byte into the
+// exec fifo, which the process reads, and removes the fifo (from then on the container is
+// running). Then the poststart hooks run.
 func (e Engine) start(id string, cfg *ocicfg.Config) error {
 	st := store{root: cfg.Root}
 	d, err := st.open(id, lockExclusive)
@@ -115,12 +115,15 @@ func (e Engine) start(id string, cfg *ocicfg.Config) error {
 	if cur := status(d, s); cur != StatusCreated {
 		return fmt.Errorf("container %q is %s, not created: %w", id, cur, errdefs.ErrState)
 	}
-	fd, err := unix.Openat(d.fd, execFifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	// The process holds the fifo open for reading: opening it for writing does not block,
+	// and fails (ENXIO) only if the process is gone.
+	fd, err := unix.Openat(d.fd, execFifo, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("container %q is not waiting for start: %w", id, err)
 	}
-	defer unix.Close(fd)
-	if err := readStartByte(fd, s); err != nil {
+	_, err = unix.Write(fd, []byte{'1'})
+	unix.Close(fd)
+	if err != nil {
 		return fmt.Errorf("start %q: %w", id, err)
 	}
 	if err := unix.Unlinkat(d.fd, execFifo, 0); err != nil && !errors.Is(err, unix.ENOENT) {
@@ -134,34 +137,6 @@ func (e Engine) start(id string, cfg *ocicfg.Config) error {
 		}
 	}
 	return nil
-}
-
-// readStartByte waits for the container's process to write its byte into the fifo, while
-// checking that it is still alive (it may fail its last step, e.g. startContainer hooks).
-func readStartByte(fd int, s *State) error {
-	buf := make([]byte, 1)
-	for {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(pfd, 100)
-		if err != nil && err != unix.EINTR {
-			return err
-		}
-		if n > 0 && pfd[0].Revents&unix.POLLIN != 0 {
-			m, err := unix.Read(fd, buf)
-			if err == unix.EAGAIN {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if m == 1 {
-				return nil
-			}
-		}
-		if !alive(s.Pid, s.StartTime) {
-			return fmt.Errorf("the container's process exited before it started its payload")
-		}
-	}
 }
 
 // readSpec reads the spec create stored.

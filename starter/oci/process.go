@@ -219,51 +219,45 @@ func setPersonality(l *specs.Linux) error {
 	return nil
 }
 
-// finalizeAndExec is the last step of every container process: it drops to process.user
-// with its capabilities, sets no_new_privs and the seccomp filter, moves to cwd and execs
-// the payload. Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, so the filter
-// goes on before the capabilities go; with it, as late as possible, so that the runtime's
-// own last syscalls are not filtered. wait, when non-nil, runs once everything that can fail
-// for a reason of the config has run, before the point of no return (start waits there).
-func finalizeAndExec(p *specs.Process, l *specs.Linux, path string, wait func() error) error {
-	var sec *specs.LinuxSeccomp
-	if l != nil {
-		sec = l.Seccomp
-	}
+// finalize drops to process.user with its capabilities and moves to cwd: everything of
+// the process's last steps that can fail because of the config, so that such an error ends
+// create, not start. Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, so the
+// filter goes on here, before the capabilities go. The working directory is entered as
+// root first (a cwd only root may enter is valid, as with runc), then again as the user.
+func finalize(p *specs.Process, l *specs.Linux) error {
 	if err := setPersonality(l); err != nil {
 		return err
 	}
-	if sec != nil && !p.NoNewPrivileges {
-		if err := seccomp.Load(sec); err != nil {
+	if l != nil && l.Seccomp != nil && !p.NoNewPrivileges {
+		if err := seccomp.Load(l.Seccomp); err != nil {
 			return err
 		}
 	}
 	if err := dropBounding(p); err != nil {
 		return err
 	}
+	chdirErr := unix.Chdir(p.Cwd)
 	if err := setUser(p); err != nil {
 		return err
 	}
-	if err := unix.Chdir(p.Cwd); err != nil {
+	if err := unix.Chdir(p.Cwd); err != nil && chdirErr != nil {
 		return fmt.Errorf("chdir to cwd %s: %w", p.Cwd, err)
 	}
 	if err := checkCwd(); err != nil {
 		return err
 	}
-	if wait != nil {
-		if err := wait(); err != nil {
-			return err
-		}
-	}
-	if err := setCaps(p); err != nil {
-		return err
-	}
+	return setCaps(p)
+}
+
+// execPayload sets no_new_privs and, with it, the seccomp filter as late as possible (so
+// that the runtime's own last syscalls are not filtered), and execs the payload.
+func execPayload(p *specs.Process, l *specs.Linux, path string) error {
 	if p.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
 		}
-		if sec != nil {
-			if err := seccomp.Load(sec); err != nil {
+		if l != nil && l.Seccomp != nil {
+			if err := seccomp.Load(l.Seccomp); err != nil {
 				return err
 			}
 		}
