@@ -103,6 +103,14 @@ func runInit(conn *nsplan.Conn, cfg *initConfig) error {
 	}
 	defer startFifo.Close()
 	spec := cfg.Spec
+	// Written through the host's /proc, before the container's is mounted
+	// (CVE-2025-52881: nothing in the image can redirect these writes).
+	if err := setOOMScoreAdj(cfg.Process); err != nil {
+		return err
+	}
+	if err := setRlimits(cfg.Process); err != nil {
+		return err
+	}
 	if spec.Hostname != "" {
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
 			return fmt.Errorf("sethostname: %w", err)
@@ -139,12 +147,6 @@ func runInit(conn *nsplan.Conn, cfg *initConfig) error {
 		return err
 	}
 	p := cfg.Process
-	if err := setOOMScoreAdj(p); err != nil {
-		return err
-	}
-	if err := setRlimits(p); err != nil {
-		return err
-	}
 	path, err := lookPath(p)
 	if err != nil {
 		return err

@@ -120,8 +120,15 @@ func spawn(r spawnRequest) (*spawned, error) {
 		return nil, err
 	}
 	conn := nsplan.NewConn(parentSock)
+	bin, err := readOnlyClone(r.starter)
+	if err != nil {
+		conn.Close()
+		childSock.Close()
+		return nil, err
+	}
+	defer bin.Close()
 	cmd := &exec.Cmd{
-		Path:       r.starter,
+		Path:       "/proc/self/fd/" + strconv.Itoa(int(bin.Fd())),
 		Args:       []string{"starter", "--config-fd", "3", "--sync-fd", "4"},
 		Env:        []string{},
 		Stdin:      r.stdio[0],
@@ -274,6 +281,24 @@ func writeIDMaps(pid int, l *specs.Linux) error {
 		return err
 	}
 	return write("gid_map", l.GIDMappings)
+}
+
+// readOnlyClone returns an fd of the starter binary on a detached, read-only bind mount of
+// it, to exec the container's process from (CVE-2019-5736): a process in the container that
+// reaches /proc/PID/exe of the starter while it runs there can then not open the host's
+// binary for writing (EROFS), neither now nor after the exec. The mount is attached
+// nowhere and goes with its last reference. Privileges: root (CAP_SYS_ADMIN).
+func readOnlyClone(path string) (*os.File, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, path, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("clone %s read-only: %w", path, err)
+	}
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, attr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("clone %s read-only: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // memfile returns a sealed-size, close-on-exec memory file holding b, positioned at 0: the
