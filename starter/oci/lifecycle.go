@@ -40,9 +40,8 @@ func status(d *dir, s *State) string {
 	return StatusRunning
 }
 
-// render is the state as `kerr oci state` prints it.
-func render(d *dir, s *State) specState {
-	st := status(d, s)
+// render is the state as `kerr oci state` prints it, with status st.
+func render(s *State, st string) specState {
 	out := specState{
 		State: specs.State{Version: specs.Version, ID: s.ID, Status: specs.ContainerState(st),
 			Bundle: s.Bundle, Annotations: s.Annotations},
@@ -90,7 +89,25 @@ func (e Engine) state(id string, cfg *ocicfg.Config) error {
 		}
 		return err
 	}
-	b, err := json.MarshalIndent(render(d, s), "", "  ")
+	// The process has exited but the monitor has not written its status yet: it is about
+	// to, so give it a moment rather than report a stopped container without one.
+	// The status is read once, and shown with what was read with it.
+	cur := status(d, s)
+	deadline := time.Now().Add(3 * time.Second)
+	for s.ExitStatus == nil && s.MonitorPid != 0 && cur == StatusStopped && time.Now().Before(deadline) {
+		// Read once more after seeing the monitor gone: it may have written just before.
+		monitorAlive := alive(s.MonitorPid, s.MonitorStartTime)
+		if monitorAlive {
+			time.Sleep(2 * time.Millisecond)
+		}
+		if ns, err := d.readState(); err == nil {
+			s = ns
+		}
+		if !monitorAlive {
+			break
+		}
+	}
+	b, err := json.MarshalIndent(render(s, cur), "", "  ")
 	if err != nil {
 		return err
 	}

@@ -69,10 +69,9 @@ func (e Engine) monitor(id string, cfg *ocicfg.Config) error {
 			break
 		}
 	}
-	finished := time.Now()
-	m.io.wait()
 	code := exitCode(ws)
-	recordExit(m.d, code, finished)
+	recordExit(m.d, code, time.Now())
+	m.io.wait()
 	m.ctl.stop(code)
 	return nil
 }
@@ -362,7 +361,7 @@ func (c *control) handle(conn *net.UnixConn, d *dir) {
 			_ = json.NewEncoder(conn).Encode(map[string]string{"error": err.Error()})
 			return
 		}
-		_ = json.NewEncoder(conn).Encode(render(d, s))
+		_ = json.NewEncoder(conn).Encode(render(s, status(d, s)))
 	default:
 		_ = json.NewEncoder(conn).Encode(map[string]string{"error": "unknown op " + req.Op})
 	}
