@@ -1,0 +1,170 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Runtime-spec features end to end: hooks with the state on stdin, a user namespace with
+// mappings, namespaces joined by path, --no-pivot.
+
+// Every hook kind runs at its point with the state on stdin; a failing createRuntime hook
+// fails create and leaves nothing.
+func TestOCIHooksGetTheState(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	out := s.Mkdir(h.Root, "hooks")
+	hook := func(kind string) specs.Hook {
+		// The state goes to a file named after the kind; createContainer and startContainer
+		// run in the container's mount namespace, where the host's /bin/sh is not the
+		// image's: busybox sh is in both.
+		return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", `cat > ` + filepath.Join(out, kind) + `.json`}}
+	}
+	e := newOCIEnv(t, s, []string{"/bin/true"}, func(sp *specs.Spec) {
+		sp.Hooks = &specs.Hooks{
+			CreateRuntime: []specs.Hook{hook("createRuntime")},
+			Poststart:     []specs.Hook{hook("poststart")},
+			Poststop:      []specs.Hook{hook("poststop")},
+		}
+		sp.Annotations = map[string]string{"org.example.e2e": "yes"}
+	})
+	e.oci("create", "-b", e.bundle, "c1").OK(t)
+	pid := e.state(t, "c1").Pid
+	e.oci("start", "c1").OK(t)
+	e.waitStatus(t, "c1", "stopped")
+	e.oci("delete", "c1").OK(t)
+	for kind, status := range map[string]string{"createRuntime": "creating", "poststart": "running", "poststop": "stopped"} {
+		b, err := os.ReadFile(filepath.Join(out, kind+".json"))
+		if err != nil {
+			t.Errorf("%s hook did not run: %v", kind, err)
+			continue
+		}
+		var st specs.State
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Errorf("%s hook got %q: %v", kind, b, err)
+			continue
+		}
+		if st.ID != "c1" || string(st.Status) != status || st.Bundle != e.bundle || st.Annotations["org.example.e2e"] != "yes" {
+			t.Errorf("%s hook got state %+v, want status %s", kind, st, status)
+		}
+		if kind != "poststop" && st.Pid != pid {
+			t.Errorf("%s hook got pid %d, want %d", kind, st.Pid, pid)
+		}
+	}
+
+	e.editSpec(t, func(sp *specs.Spec) {
+		sp.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo hook says no >&2; exit 3"}}}}
+	})
+	r := e.oci("create", "-b", e.bundle, "c2")
+	r.Fails(t, 1)
+	if !strings.Contains(r.Stderr, "createRuntime") || !strings.Contains(r.Stderr, "hook says no") {
+		t.Errorf("the hook's failure is not reported: %q", r.Stderr)
+	}
+	e.gone(t, "c2", 0)
+	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
+}
+
+// A container in a user namespace: root inside is an unprivileged uid outside.
+func TestOCIUserNamespace(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	e := newOCIEnv(t, s, nil, func(sp *specs.Spec) {
+		sp.Process.User = specs.User{UID: 0, GID: 0}
+		sp.Process.Cwd = "/"
+		sp.Linux.Namespaces = append(sp.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		sp.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		sp.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	})
+	// As with runc, the container's root (uid 100000 on the host) must reach its rootfs:
+	// open the test's own directories on the way to it for others to traverse.
+	for d := e.bundle; strings.HasPrefix(d, h.Tmp+"/"); d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(d, fi.Mode().Perm()|0o011); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.oci("create", "-b", e.bundle, "u1").OK(t)
+	e.oci("start", "u1").OK(t)
+	pid := e.waitStatus(t, "u1", "running").Pid
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(st), "\nUid:\t100000\t100000\t100000\t100000\n") {
+		t.Errorf("the container's root is not uid 100000 on the host:\n%s", st)
+	}
+	r := e.oci("exec", "u1", "/bin/sh", "-c", "id -u; cat /proc/self/uid_map").OK(t)
+	if f := strings.Fields(r.Stdout); len(f) != 4 || f[0] != "0" || f[1] != "0" || f[2] != "100000" || f[3] != "65536" {
+		t.Errorf("inside: %q, want uid 0 and the map 0 100000 65536", r.Stdout)
+	}
+	e.oci("delete", "--force", "u1").OK(t)
+	e.gone(t, "u1", pid)
+	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
+}
+
+// Namespaces given by path are joined: here the network and uts namespaces of a process
+// the test starts.
+func TestOCIJoinsNamespacesByPath(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	holder := exec.Command("/bin/sleep", "60")
+	holder.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWUTS}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	ns := "/proc/" + strconv.Itoa(holder.Process.Pid) + "/ns/"
+	want, _ := os.Readlink(ns + "net")
+	e := newOCIEnv(t, s, nil, func(sp *specs.Spec) {
+		sp.Hostname = ""
+		for i := range sp.Linux.Namespaces {
+			switch sp.Linux.Namespaces[i].Type {
+			case specs.NetworkNamespace:
+				sp.Linux.Namespaces[i].Path = ns + "net"
+			case specs.UTSNamespace:
+				sp.Linux.Namespaces[i].Path = ns + "uts"
+			}
+		}
+	})
+	e.oci("create", "-b", e.bundle, "j1").OK(t)
+	pid := e.state(t, "j1").Pid
+	if got, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/net"); got != want {
+		t.Errorf("container's net namespace %s, want the holder's %s", got, want)
+	}
+	// exec joins the same ones.
+	r := e.oci("exec", "j1", "/bin/sh", "-c", "readlink /proc/self/ns/net").OK(t)
+	if strings.TrimSpace(r.Stdout) != want {
+		t.Errorf("exec'd process is in %q, want %s", r.Stdout, want)
+	}
+	e.oci("delete", "--force", "j1").OK(t)
+	e.gone(t, "j1", pid)
+	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
+}
+
+// --no-pivot enters the rootfs with MS_MOVE and chroot.
+func TestOCINoPivot(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	e := newOCIEnv(t, s, []string{"/bin/sh", "-c", "cat /etc/hostname 2>/dev/null; ls /"}, nil)
+	log := filepath.Join(s.Dir(h.Root), "out.log")
+	e.oci("create", "--no-pivot", "-b", e.bundle, "--log-path", log, "np").OK(t)
+	e.oci("start", "np").OK(t)
+	st := e.waitStatus(t, "np", "stopped")
+	if st.ExitStatus == nil || *st.ExitStatus != 0 {
+		b, _ := os.ReadFile(log)
+		t.Errorf("exit status %v; output:\n%s", st.ExitStatus, b)
+	}
+	e.oci("delete", "np").OK(t)
+	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
+}
