@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,8 +13,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/kerr-hpc/kerr/e2e/internal/harness"
 )
 
 // Runtime-spec features end to end: hooks with the state on stdin, a user namespace with
@@ -166,5 +171,142 @@ func TestOCINoPivot(t *testing.T) {
 		t.Errorf("exit status %v; output:\n%s", st.ExitStatus, b)
 	}
 	e.oci("delete", "np").OK(t)
+	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
+}
+
+// consoleReceiver listens on a unix socket as containerd's shim does and returns the
+// first pty master sent to it, with its name.
+type consoleReceiver struct {
+	path string
+	ln   *net.UnixListener
+	got  chan consoleMsg
+}
+
+type consoleMsg struct {
+	name   string
+	master *os.File
+	err    error
+}
+
+func newConsoleReceiver(t *testing.T, dir string) *consoleReceiver {
+	t.Helper()
+	c := &consoleReceiver{path: filepath.Join(dir, "console.sock"), got: make(chan consoleMsg, 1)}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: c.path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ln = ln
+	go func() {
+		conn, err := ln.AcceptUnix()
+		if err != nil {
+			c.got <- consoleMsg{err: err}
+			return
+		}
+		defer conn.Close()
+		buf, oob := make([]byte, 4096), make([]byte, 4096)
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			c.got <- consoleMsg{err: err}
+			return
+		}
+		msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			c.got <- consoleMsg{err: fmt.Errorf("control messages %v: %v", msgs, err)}
+			return
+		}
+		fds, err := syscall.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) != 1 {
+			c.got <- consoleMsg{err: fmt.Errorf("fds %v: %v", fds, err)}
+			return
+		}
+		c.got <- consoleMsg{name: string(buf[:n]), master: os.NewFile(uintptr(fds[0]), "master")}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return c
+}
+
+// readUntil reads the pty master until want shows up (or a timeout).
+func readUntil(t *testing.T, f *os.File, want string) string {
+	t.Helper()
+	var got strings.Builder
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for !strings.Contains(got.String(), want) {
+			n, err := f.Read(buf)
+			got.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		f.Close()
+		<-done
+	}
+	return got.String()
+}
+
+// process.terminal: with the monitor, which logs what the terminal shows; without it,
+// through a console socket (the pty master and its name, as runc sends them); exec --tty
+// with a console socket and with kerr's own proxy.
+func TestOCITerminal(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	e := newOCIEnv(t, s, []string{"/bin/sh", "-c", "tty; stat -c '%F %t' /dev/console; trap 'exit 143' TERM; while :; do sleep 1 & wait $!; done"},
+		func(sp *specs.Spec) { sp.Process.Terminal = true })
+	e.oci("create", "-b", e.bundle, "mon").OK(t)
+	e.oci("start", "mon").OK(t)
+	e.waitStatus(t, "mon", "running")
+	log := filepath.Join(e.root, "mon", "container.log")
+	var b []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if b, _ = os.ReadFile(log); strings.Contains(string(b), "character special file 88") {
+			break
+		}
+	}
+	if !strings.Contains(string(b), "stdout /dev/pts/0") || !strings.Contains(string(b), "character special file 88") {
+		t.Errorf("the container's terminal (tty, and /dev/console a pty of major 136 = 0x88): log\n%s", b)
+	}
+	// exec --tty with kerr's proxy: output through a pty (CR LF), exit status through.
+	r := s.RunWith(h.Root, harness.Opts{Stdin: "echo hello\nexit 3\n"}, "oci", "--root", e.root, "exec", "--tty", "mon", "/bin/sh")
+	if r.Code != 3 || !strings.Contains(r.Stdout, "hello\r\n") {
+		t.Errorf("exec --tty:\n%s", r)
+	}
+	e.oci("delete", "--force", "mon").OK(t)
+
+	// Without the monitor: a console socket is required, and gets the master.
+	if r = e.quiet(t, "--no-monitor", "create", "-b", e.bundle, "nomon"); r.Code != 2 {
+		t.Errorf("a terminal without the monitor or a console socket: exit %d, want 2", r.Code)
+	}
+	recv := newConsoleReceiver(t, s.Dir(h.Root))
+	e.quiet(t, "--no-monitor", "create", "--console-socket", recv.path, "-b", e.bundle, "nomon").OK(t)
+	m := <-recv.got
+	if m.err != nil {
+		t.Fatal(m.err)
+	}
+	defer m.master.Close()
+	if m.name != "/dev/pts/0" {
+		t.Errorf("console socket got the name %q, want /dev/pts/0", m.name)
+	}
+	e.quiet(t, "start", "nomon").OK(t)
+	if out := readUntil(t, m.master, "88"); !strings.Contains(out, "/dev/pts/0") {
+		t.Errorf("the container's terminal showed %q", out)
+	}
+	recv2 := newConsoleReceiver(t, s.Mkdir(h.Root, "exec"))
+	e.quiet(t, "exec", "--tty", "--detach", "--console-socket", recv2.path, "nomon", "/bin/sh", "-c", "echo from-exec; sleep 1").OK(t)
+	m2 := <-recv2.got
+	if m2.err != nil {
+		t.Fatal(m2.err)
+	}
+	if out := readUntil(t, m2.master, "from-exec"); !strings.Contains(out, "from-exec") {
+		t.Errorf("exec's terminal showed %q", out)
+	}
+	m2.master.Close()
+	e.oci("delete", "--force", "nomon").OK(t)
+	e.gone(t, "nomon", 0)
 	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
 }

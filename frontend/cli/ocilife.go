@@ -38,7 +38,7 @@ is the caller's child, as with runc.`,
 				&cli.StringFlag{Name: "pid-file", Usage: "write the container process's pid to this file"},
 				&cli.StringFlag{Name: "log-path", Usage: "write the container's stdout and stderr to this file (needs the monitor)"},
 				&cli.StringFlag{Name: "log-format", Value: ocicfg.LogBasic, Usage: "format of --log-path: basic, kubernetes or json"},
-				&cli.StringFlag{Name: "console-socket", Usage: "unix socket to send the pty master to (process.terminal)"},
+				&cli.StringFlag{Name: "console-socket", Usage: "unix socket to send the pty master to, for process.terminal without the monitor"},
 				&cli.BoolFlag{Name: "no-pivot", Usage: "enter the rootfs with MS_MOVE and chroot instead of pivot_root"},
 				&cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for runc compatibility: kerr does not create session keyrings"},
 				&cli.BoolFlag{Name: "no-monitor", Usage: "no kerr process stays: the container's process is the caller's child (as runc)"},
@@ -64,9 +64,6 @@ is the caller's child, as with runc.`,
 				}
 				if cfg.ConsoleSocket, err = absOrEmpty(c.String("console-socket")); err != nil {
 					return err
-				}
-				if cfg.ConsoleSocket != "" {
-					return fmt.Errorf("--console-socket is not supported yet: %w", errdefs.ErrUsage)
 				}
 				if _, err := os.Stat(filepath.Join(b, "config.json")); err != nil {
 					return fmt.Errorf("bundle %s has no config.json: %w", b, errdefs.ErrNotFound)
@@ -172,7 +169,8 @@ described by --process FILE (runtime-spec JSON). kerr exits with the command's s
 				&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "add NAME=VALUE to the environment"},
 				&cli.StringFlag{Name: "cwd", Usage: "working directory in the container"},
 				&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "UID[:GID] to run as"},
-				&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a terminal"},
+				&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a terminal (kerr connects it to yours unless --console-socket)"},
+				&cli.StringFlag{Name: "console-socket", Usage: "unix socket to send the terminal's pty master to"},
 				&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "do not wait for the process"},
 				&cli.StringFlag{Name: "pid-file", Usage: "write the process's pid to this file"},
 			},
@@ -209,8 +207,8 @@ described by --process FILE (runtime-spec JSON). kerr exits with the command's s
 					cfg.ExecCwd = c.String("cwd")
 					cfg.ExecUser = c.String("user")
 				}
-				if cfg.Tty || (cfg.Process != nil && cfg.Process.Terminal) {
-					return fmt.Errorf("exec --tty is not supported yet: %w", errdefs.ErrUsage)
+				if cfg.ConsoleSocket, err = absOrEmpty(c.String("console-socket")); err != nil {
+					return err
 				}
 				return runOCI(c, id, cfg)
 			},

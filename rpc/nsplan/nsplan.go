@@ -36,6 +36,7 @@ const (
 	MsgReady     = 18 // child -> parent: set up; waiting for start (or about to exec)
 	MsgGo        = 19 // parent -> child: the pid is recorded and in its cgroup; go on (may carry the exec fifo)
 	MsgCommit    = 20 // parent -> child: the runtime recorded the process; it may wait for start
+	MsgConsole   = 21 // child -> parent: the pty master of the process's terminal (fd), payload its name
 )
 
 // Namespaces a plan may name (KERR_NS_ALL).

@@ -28,8 +28,11 @@ func (e Engine) create(id string, cfg *ocicfg.Config) (err error) {
 	if err != nil {
 		return err
 	}
-	if spec.Process.Terminal {
-		return fmt.Errorf("process.terminal: terminals are not supported yet (set \"terminal\": false): %w", errdefs.ErrUsage)
+	switch {
+	case spec.Process.Terminal && !cfg.Monitor && cfg.ConsoleSocket == "":
+		return fmt.Errorf("process.terminal needs --console-socket without the monitor (or the monitor to hold it): %w", errdefs.ErrUsage)
+	case !spec.Process.Terminal && cfg.ConsoleSocket != "":
+		return fmt.Errorf("--console-socket needs process.terminal in config.json: %w", errdefs.ErrUsage)
 	}
 	cgPath, err := cgroups.Path(spec.Linux.CgroupsPath, id)
 	if err != nil {
@@ -70,7 +73,11 @@ func (e Engine) create(id string, cfg *ocicfg.Config) (err error) {
 		}
 		return writePidFile(cfg.PidFile, pid)
 	}
-	pid, err := e.createProcess(d, state, spec, cfg, [3]*os.File{os.Stdin, os.Stdout, os.Stderr})
+	toSocket := func(master *os.File, name string) error {
+		defer master.Close()
+		return sendToConsoleSocket(cfg.ConsoleSocket, master, name)
+	}
+	pid, err := e.createProcess(d, state, spec, cfg, [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, toSocket)
 	if err != nil {
 		return err
 	}
@@ -79,7 +86,8 @@ func (e Engine) create(id string, cfg *ocicfg.Config) (err error) {
 
 // createProcess starts the container's process and records it; it returns its pid once the
 // process waits for start. Privileges: root.
-func (e Engine) createProcess(d *dir, state *State, spec *specs.Spec, cfg *ocicfg.Config, stdio [3]*os.File) (int, error) {
+func (e Engine) createProcess(d *dir, state *State, spec *specs.Spec, cfg *ocicfg.Config, stdio [3]*os.File,
+	onConsole func(*os.File, string) error) (int, error) {
 	fifo, err := makeFifo(d, spec.Linux)
 	if err != nil {
 		return 0, err
@@ -95,9 +103,10 @@ func (e Engine) createProcess(d *dir, state *State, spec *specs.Spec, cfg *ocicf
 		id:      state.ID,
 		cfg: initConfig{Mode: modeCreate, ID: state.ID, Bundle: state.Bundle, Spec: spec, Process: spec.Process,
 			NoPivot: cfg.NoPivot, UnshareCgroupNS: cgroupNS, InUserNS: plan.Unshare&unix.CLONE_NEWUSER != 0 || nsPath(spec.Linux, specs.UserNamespace) != ""},
-		plan:  plan,
-		stdio: stdio,
-		fifo:  fifo,
+		plan:      plan,
+		stdio:     stdio,
+		fifo:      fifo,
+		onConsole: onConsole,
 		onPid: func(pid int) error {
 			start, err := procStartTime(pid)
 			if err != nil {

@@ -63,10 +63,26 @@ func (e Engine) exec(id string, cfg *ocicfg.Config) error {
 	if err != nil {
 		return err
 	}
+	if proc.Terminal && cfg.Detach && cfg.ConsoleSocket == "" {
+		return fmt.Errorf("a detached exec with a terminal needs --console-socket: %w", errdefs.ErrUsage)
+	}
+	if !proc.Terminal && cfg.ConsoleSocket != "" {
+		return fmt.Errorf("--console-socket needs a terminal (--tty): %w", errdefs.ErrUsage)
+	}
+	var master *os.File
 	req := spawnRequest{
 		starter: e.starter(),
 		id:      id,
-		cfg:     initConfig{Mode: modeExec, ID: id, Bundle: s.Bundle, Spec: spec, Process: proc, Setsid: cfg.Detach},
+		cfg: initConfig{Mode: modeExec, ID: id, Bundle: s.Bundle, Spec: spec, Process: proc,
+			Setsid: cfg.Detach || proc.Terminal},
+		onConsole: func(f *os.File, name string) error {
+			if cfg.ConsoleSocket != "" {
+				defer f.Close()
+				return sendToConsoleSocket(cfg.ConsoleSocket, f, name)
+			}
+			master = f
+			return nil
+		},
 		plan:    plan,
 		stdio:   [3]*os.File{os.Stdin, os.Stdout, os.Stderr},
 		onPid: func(pid int) error {
@@ -77,7 +93,8 @@ func (e Engine) exec(id string, cfg *ocicfg.Config) error {
 			return m.Join(pid)
 		},
 	}
-	// Signals for the payload are caught from here on and passed to it once it runs.
+	// Signals for the payload are caught from here on and passed to it once it runs
+	// (SIGWINCH resizes its terminal instead).
 	sigs := make(chan os.Signal, 16)
 	if !cfg.Detach {
 		signal.Notify(sigs)
@@ -97,12 +114,17 @@ func (e Engine) exec(id string, cfg *ocicfg.Config) error {
 	if cfg.Detach {
 		return nil
 	}
-	return waitForwarding(p.pid, sigs)
+	if master != nil {
+		defer master.Close()
+		stop := proxyTerminal(master)
+		defer stop()
+	}
+	return waitForwarding(p.pid, sigs, master)
 }
 
 // waitForwarding waits for pid, passing on the signals caught in sigs (not SIGCHLD, and
 // not those the Go runtime uses itself), and returns its exit status.
-func waitForwarding(pid int, sigs chan os.Signal) error {
+func waitForwarding(pid int, sigs chan os.Signal, master *os.File) error {
 	done := make(chan unix.WaitStatus, 1)
 	go func() {
 		var ws unix.WaitStatus
@@ -124,6 +146,12 @@ func waitForwarding(pid int, sigs chan os.Signal) error {
 		case sig := <-sigs:
 			us, ok := sig.(unix.Signal)
 			if !ok || us == unix.SIGCHLD || us == unix.SIGURG || us == unix.SIGPIPE {
+				continue
+			}
+			if us == unix.SIGWINCH {
+				if master != nil {
+					copyWinsize(master)
+				}
 				continue
 			}
 			_ = unix.Kill(pid, us)

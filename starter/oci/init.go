@@ -146,6 +146,15 @@ func runInit(conn *nsplan.Conn, cfg *initConfig) error {
 	if err := rootfs.WriteSysctls(spec.Linux.Sysctl); err != nil {
 		return err
 	}
+	if cfg.Process.Terminal {
+		master, err := newConsole(cfg.Process.ConsoleSize, true)
+		if err != nil {
+			return err
+		}
+		if err := sendConsole(conn, master); err != nil {
+			return errRuntimeGone
+		}
+	}
 	p := cfg.Process
 	path, err := lookPath(p)
 	if err != nil {
@@ -199,6 +208,15 @@ func runExecProcess(conn *nsplan.Conn, cfg *initConfig) error {
 		return fmt.Errorf("chdir /: %w", err)
 	}
 	p := cfg.Process
+	if p.Terminal {
+		master, err := newConsole(p.ConsoleSize, false)
+		if err != nil {
+			return err
+		}
+		if err := sendConsole(conn, master); err != nil {
+			return errRuntimeGone
+		}
+	}
 	if err := setOOMScoreAdj(p); err != nil {
 		return err
 	}

@@ -133,7 +133,7 @@ func (e Engine) monitorSetup(m *monitored, cfg *ocicfg.Config) error {
 	if m.io, err = startLogging(logPath, cfg.LogFormat); err != nil {
 		return err
 	}
-	m.pid, err = e.createProcess(m.d, state, spec, cfg, m.io.container)
+	m.pid, err = e.createProcess(m.d, state, spec, cfg, m.io.container, m.io.addTerminal)
 	m.io.handedOver()
 	return err
 }
@@ -188,7 +188,10 @@ func recordExit(d *dir, code int, finished time.Time) {
 type containerIO struct {
 	container [3]*os.File // the container's ends, closed here once it has them
 	stdin     *os.File    // the write end of its stdin, held for its life
+	terminal  *os.File    // the pty master, when the container has a terminal
 	log       *os.File
+	format    string
+	logMu     sync.Mutex
 	copiers   sync.WaitGroup
 }
 
@@ -199,7 +202,7 @@ func startLogging(path, format string) (*containerIO, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log %s: %w", path, errdefs.ClassifyIO(err))
 	}
-	c := &containerIO{log: log}
+	c := &containerIO{log: log, format: format}
 	var outR, errR *os.File
 	c.container[0], c.stdin, err = os.Pipe()
 	if err == nil {
@@ -217,29 +220,42 @@ func startLogging(path, format string) (*containerIO, error) {
 		log.Close()
 		return nil, fmt.Errorf("container stdio: %w", err)
 	}
-	var mu sync.Mutex
-	copyLines := func(r *os.File, stream string) {
-		defer c.copiers.Done()
-		defer r.Close()
-		br := bufio.NewReaderSize(r, 64<<10)
-		for {
-			line, err := br.ReadString('\n')
-			if line != "" {
-				partial := !strings.HasSuffix(line, "\n")
-				rec := formatLog(format, time.Now(), stream, strings.TrimSuffix(line, "\n"), partial)
-				mu.Lock()
-				_, _ = log.WriteString(rec)
-				mu.Unlock()
+	c.copiers.Add(2)
+	go c.copyLines(outR, "stdout")
+	go c.copyLines(errR, "stderr")
+	return c, nil
+}
+
+// copyLines copies what comes out of r into the log, one record per line, until EOF (or
+// EIO: a pty whose slave is closed everywhere).
+func (c *containerIO) copyLines(r *os.File, stream string) {
+	defer c.copiers.Done()
+	defer r.Close()
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadString('\n')
+		if line != "" {
+			partial := !strings.HasSuffix(line, "\n")
+			rec := formatLog(c.format, time.Now(), stream, strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), partial)
+			c.logMu.Lock()
+			if c.log != nil {
+				_, _ = c.log.WriteString(rec)
 			}
-			if err != nil {
-				return
-			}
+			c.logMu.Unlock()
+		}
+		if err != nil {
+			return
 		}
 	}
-	c.copiers.Add(2)
-	go copyLines(outR, "stdout")
-	go copyLines(errR, "stderr")
-	return c, nil
+}
+
+// addTerminal logs what the container's terminal shows, as its stdout, and holds the
+// master for the container's life.
+func (c *containerIO) addTerminal(master *os.File, _ string) error {
+	c.terminal = master
+	c.copiers.Add(1)
+	go c.copyLines(master, "stdout")
+	return nil
 }
 
 // handedOver closes the container's ends: its process has its own copies (or failed).
@@ -271,10 +287,12 @@ func (c *containerIO) close() {
 		c.stdin.Close()
 		c.stdin = nil
 	}
+	c.logMu.Lock()
 	if c.log != nil {
 		c.log.Close()
 		c.log = nil
 	}
+	c.logMu.Unlock()
 }
 
 // formatLog renders one line of output. basic: "TIME STREAM LINE"; kubernetes: the CRI

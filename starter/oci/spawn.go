@@ -56,6 +56,8 @@ type spawnRequest struct {
 	// onHooks runs when the process has mounted everything, before pivot_root: the
 	// runtime's prestart and createRuntime hooks.
 	onHooks func(pid int) error
+	// onConsole takes the pty master of a process with a terminal (nil: none expected).
+	onConsole func(master *os.File, name string) error
 }
 
 // spawned is a container process that is set up and waits for commit.
@@ -181,7 +183,10 @@ func spawn(r spawnRequest) (*spawned, error) {
 		return fail(err)
 	}
 	for {
-		t, p, err := conn.Recv()
+		t, p, f, err := conn.RecvFile()
+		if f != nil && t != nsplan.MsgConsole {
+			f.Close()
+		}
 		if errors.Is(err, nsplan.ErrClosed) {
 			return fail(exitedEarly(cmd, s.pid, direct))
 		}
@@ -218,6 +223,16 @@ func spawn(r spawnRequest) (*spawned, error) {
 				}
 			}
 			if err := conn.Send(nsplan.MsgHooksDone, nil); err != nil {
+				return fail(err)
+			}
+		case nsplan.MsgConsole:
+			if f == nil || r.onConsole == nil {
+				if f != nil {
+					f.Close()
+				}
+				return fail(fmt.Errorf("unexpected terminal from the container process"))
+			}
+			if err := r.onConsole(f, string(p)); err != nil {
 				return fail(err)
 			}
 		case nsplan.MsgReady:
