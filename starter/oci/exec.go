@@ -83,8 +83,8 @@ func (e Engine) exec(id string, cfg *ocicfg.Config) error {
 			master = f
 			return nil
 		},
-		plan:    plan,
-		stdio:   [3]*os.File{os.Stdin, os.Stdout, os.Stderr},
+		plan:  plan,
+		stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr},
 		onPid: func(pid int) error {
 			m, err := cgroups.Load(s.CgroupPath)
 			if err != nil {
