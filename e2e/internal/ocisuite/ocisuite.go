@@ -50,7 +50,7 @@ func FindGo() (string, error) {
 func ModuleDir(ctx context.Context, goCmd, repo string) (dir, version string, err error) {
 	cmd := exec.CommandContext(ctx, goCmd, "list", "-m", "-json", Module)
 	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
