@@ -271,8 +271,9 @@ func TestOCILifecycleErrors(t *testing.T) {
 	e.oci("kill", "a").Fails(t, 9)
 	e.oci("kill", "--all", "a", "TERM").OK(t)
 	e.oci("delete", "a").OK(t)
-	// A created container goes without --force, as with runc.
-	e.oci("delete", "b").OK(t)
+	// A created container is not stopped: the spec says delete fails (runc lets it go).
+	e.oci("delete", "b").Fails(t, 9)
+	e.oci("delete", "--force", "b").OK(t)
 
 	// config.json missing, or invalid.
 	empty := s.Mkdir(h.Root, "empty")

@@ -182,34 +182,61 @@ static int parse_fd(const char *s)
 	return (int)v;
 }
 
-/* parse_args accepts `starter --config-fd N [--sync-fd M]` with N and M >= 3, distinct and
- * open, and returns N. The sync fd is for the root-only starters that become a container's
- * process; a setuid starter refuses it, as it takes no namespace plan. Privileges: the
+/* parse_number parses a decimal count without sign or leading zeros ("0" allowed); -1
+ * otherwise. Privileges: none used. */
+static int parse_count(const char *s)
+{
+	if (strcmp(s, "0") == 0)
+		return 0;
+	return parse_fd(s);
+}
+
+/* parse_args accepts `starter --config-fd N [--sync-fd M] [--keep-fds K]`: N and M >= 3,
+ * distinct, open, and above the K kept fds 3 .. 3+K-1. The sync fd and kept fds are for the
+ * root-only starters that become a container's process (and the runtime processes on the
+ * way to it); a setuid starter refuses both, as it takes no namespace plan. Privileges: the
  * caller's. */
 static int parse_args(int argc, char **argv)
 {
-	int fd, sfd = -1;
+	int fd, sfd = -1, keep = 0, i, v;
 
-	if ((argc != 3 && argc != 5) || argv == NULL || argv[1] == NULL ||
+	if (argc < 3 || (argc % 2) != 1 || argv == NULL || argv[1] == NULL ||
 	    strcmp(argv[1], "--config-fd") != 0)
 		die(KERR_EXIT_USAGE, "usage: starter --config-fd N (it is started by kerr, not by hand)");
 	fd = parse_fd(argv[2]);
 	if (fd < 3)
 		die(KERR_EXIT_USAGE, "--config-fd wants a decimal fd number of 3 or more");
-	if (argc == 5) {
-		if (argv[3] == NULL || strcmp(argv[3], "--sync-fd") != 0 || argv[4] == NULL)
-			die(KERR_EXIT_USAGE, "usage: starter --config-fd N [--sync-fd M]");
+	for (i = 3; i + 1 < argc; i += 2) {
+		if (argv[i] == NULL || argv[i + 1] == NULL)
+			die(KERR_EXIT_USAGE, "usage: starter --config-fd N [--sync-fd M] [--keep-fds K]");
 		if (kerr_stage0.suid_build || kerr_stage0.dropped)
-			die(KERR_EXIT_USAGE, "--sync-fd is refused in setuid mode");
-		sfd = parse_fd(argv[4]);
-		if (sfd < 3 || sfd == fd)
-			die(KERR_EXIT_USAGE, "--sync-fd wants a decimal fd number of 3 or more, not the config fd");
-		if (fcntl(sfd, F_GETFD) == -1)
-			die(KERR_EXIT_USAGE, "sync fd %d: %m", sfd);
+			die(KERR_EXIT_USAGE, "%s is refused in setuid mode", argv[i]);
+		if (strcmp(argv[i], "--sync-fd") == 0 && sfd < 0) {
+			sfd = parse_fd(argv[i + 1]);
+			if (sfd < 3 || sfd == fd)
+				die(KERR_EXIT_USAGE, "--sync-fd wants a decimal fd number of 3 or more, not the config fd");
+			if (fcntl(sfd, F_GETFD) == -1)
+				die(KERR_EXIT_USAGE, "sync fd %d: %m", sfd);
+		} else if (strcmp(argv[i], "--keep-fds") == 0 && keep == 0) {
+			v = parse_count(argv[i + 1]);
+			if (v < 0 || v > KERR_KEEP_FDS_MAX)
+				die(KERR_EXIT_USAGE, "--keep-fds wants a count of 0 to %d", KERR_KEEP_FDS_MAX);
+			keep = v;
+		} else {
+			die(KERR_EXIT_USAGE, "usage: starter --config-fd N [--sync-fd M] [--keep-fds K]");
+		}
 	}
+	if (fd < 3 + keep || (sfd >= 0 && sfd < 3 + keep))
+		die(KERR_EXIT_USAGE, "the config and sync fds must come after the %d kept fds", keep);
 	if (fcntl(fd, F_GETFD) == -1)
 		die(KERR_EXIT_USAGE, "config fd %d: %m", fd);
+	/* Kept fds must be there: the Go runtime would otherwise open its own at those numbers
+	 * and the engine hand them on as the caller's. */
+	for (v = 3; v < 3 + keep; v++)
+		if (fcntl(v, F_GETFD) == -1)
+			die(KERR_EXIT_USAGE, "kept fd %d: %m", v);
 	kerr_stage0.sync_fd = sfd;
+	kerr_stage0.keep_fds = keep;
 	return fd;
 }
 
@@ -234,7 +261,7 @@ static void close_fds_proc(const int keep[2])
 		if (de == NULL)
 			break;
 		fd = parse_fd(de->d_name);
-		if (fd < 3 || fd == keep[0] || fd == keep[1] || fd == dfd)
+		if (fd < 3 + kerr_stage0.keep_fds || fd == keep[0] || fd == keep[1] || fd == dfd)
 			continue;
 		if (close(fd) != 0 && errno != EBADF && errno != EINTR)
 			die(KERR_EXIT_FATAL, "closing fd %d: %m", fd);
@@ -258,18 +285,20 @@ static void close_between(unsigned lo, unsigned hi, const int keep[2])
 	close_fds_proc(keep);
 }
 
-/* close_fds closes every fd but 0, 1, 2 and the ones in keep[] (-1 for none), so that nothing
- * the caller left open (CVE-2024-21626 style: a directory fd of the host) reaches the Go side,
- * the container or the payload. Privileges: the caller's. */
+/* close_fds closes every fd but 0, 1, 2, the kept fds 3 .. 3+keep_fds-1 and the ones in
+ * keep[] (-1 for none; above the kept range), so that nothing the caller left open
+ * (CVE-2024-21626 style: a directory fd of the host) reaches the Go side, the container or
+ * the payload unless it was asked to. Privileges: the caller's. */
 static void close_fds(int keep0, int keep1)
 {
 	int keep[2] = {keep0, keep1};
+	unsigned lo = 3U + (unsigned)kerr_stage0.keep_fds;
 
 	if (keep[1] >= 0 && keep[1] < keep[0]) {
 		keep[0] = keep1;
 		keep[1] = keep0;
 	}
-	close_between(3U, (unsigned)keep[0] - 1, keep);
+	close_between(lo, (unsigned)keep[0] - 1, keep);
 	if (keep[1] < 0) {
 		close_between((unsigned)keep[0] + 1, ~0U, keep);
 		return;

@@ -35,6 +35,9 @@
 #define KERR_VERSION "0.0.0-dev"
 #endif
 
+/* Most fds --keep-fds may keep open (runc's --preserve-fds, for the payload). */
+#define KERR_KEEP_FDS_MAX 1024
+
 /* Largest config accepted on the config fd; equals envelope.MaxSize (a test checks). */
 #define KERR_CONFIG_MAX (1 << 20)
 
@@ -85,6 +88,7 @@ struct kerr_stage0 {
 	size_t config_len;
 	size_t config_off;      /* where the envelope starts (after a namespace plan) */
 	int sync_fd;            /* --sync-fd N, or -1 */
+	int keep_fds;           /* --keep-fds K: fds 3 .. 3+K-1 stay open for the payload */
 	int planned;            /* a namespace plan was applied */
 };
 

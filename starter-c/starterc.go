@@ -48,6 +48,8 @@ type Stage0 struct {
 	SyncFD int
 	// Planned: a namespace plan was applied; the process is in the namespaces it named.
 	Planned bool
+	// KeepFDs is --keep-fds K: fds 3 .. 3+K-1 were left open for the payload.
+	KeepFDs int
 }
 
 // State reports what stage 0 found. Privileges: reads memory only.
@@ -60,6 +62,7 @@ func State() Stage0 {
 		GID:       int(s.gid),
 		SyncFD:    int(s.sync_fd),
 		Planned:   s.planned != 0,
+		KeepFDs:   int(s.keep_fds),
 	}
 }
 

@@ -11,6 +11,6 @@ import (
 // root-only and never in starter-suid (DESIGN.md rule 4). Stage 0 has run by the time this
 // init does: the sync fd it kept is known.
 func init() {
-	sync := starterc.State().SyncFD
-	builtinEngines = append(builtinEngines, oci.Engine{SyncFD: sync}, oci.InitEngine{SyncFD: sync})
+	st := starterc.State()
+	builtinEngines = append(builtinEngines, oci.Engine{SyncFD: st.SyncFD, KeepFDs: st.KeepFDs}, oci.InitEngine{SyncFD: st.SyncFD})
 }

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/kerr-hpc/kerr/buildcfg"
 	"github.com/kerr-hpc/kerr/errdefs"
@@ -39,6 +40,11 @@ import (
 	"github.com/kerr-hpc/kerr/starter"
 	starterc "github.com/kerr-hpc/kerr/starter-c"
 )
+
+// The main goroutine stays on the main thread, the thread group's leader: the
+// per-thread state an engine sets (the cgroup namespace, capabilities, seccomp) is then
+// what /proc/PID shows, and what the payload inherits when that thread execs it.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	os.Exit(run())

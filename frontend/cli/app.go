@@ -86,6 +86,9 @@ func Main(args []string) int {
 	if err == nil {
 		return errdefs.ExitOK
 	}
+	if launch.Silent(err) {
+		return launch.ExitCode(err)
+	}
 	fmt.Fprintln(os.Stderr, "kerr: "+oneLine(err))
 	if ctx.Err() != nil {
 		return 128 + int(syscall.SIGINT)

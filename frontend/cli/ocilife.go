@@ -13,14 +13,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kerr-hpc/kerr/errdefs"
-	"github.com/kerr-hpc/kerr/frontend/launch"
 	"github.com/kerr-hpc/kerr/rpc/envelope"
 	ocicfg "github.com/kerr-hpc/kerr/rpc/oci"
+	"github.com/kerr-hpc/kerr/starter/oci"
 )
 
-// The lifecycle commands of the oci group. Each checks what it can, then hands the
-// terminal to the starter's oci engine (launch.Exec): the engine prints its own errors and
-// its exit status is kerr's.
+// The lifecycle commands of the oci group: each checks its arguments and runs the action
+// in this process (starter/oci.Do), as root; a container's processes are the starter's.
 
 func ociLifecycleCommands() []*cli.Command {
 	return []*cli.Command{
@@ -42,6 +41,7 @@ is the caller's child, as with runc.`,
 				&cli.BoolFlag{Name: "no-pivot", Usage: "enter the rootfs with MS_MOVE and chroot instead of pivot_root"},
 				&cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for runc compatibility: kerr does not create session keyrings"},
 				&cli.BoolFlag{Name: "no-monitor", Usage: "no kerr process stays: the container's process is the caller's child (as runc)"},
+				&cli.IntFlag{Name: "preserve-fds", Usage: "pass the caller's fds 3 .. 3+N-1 to the container's process"},
 			},
 			OnUsageError: usageError,
 			Action: func(c *cli.Context) error {
@@ -55,7 +55,8 @@ is the caller's child, as with runc.`,
 				}
 				cfg := ocicfg.Config{Action: ocicfg.ActionCreate, Bundle: b,
 					NoPivot: c.Bool("no-pivot"), NoNewKeyring: c.Bool("no-new-keyring"),
-					Monitor: !lineageBool(c, "no-monitor"), LogFormat: c.String("log-format")}
+					Monitor: !lineageBool(c, "no-monitor"), LogFormat: c.String("log-format"),
+					PreserveFDs: c.Int("preserve-fds")}
 				if cfg.PidFile, err = absOrEmpty(c.String("pid-file")); err != nil {
 					return err
 				}
@@ -173,6 +174,7 @@ described by --process FILE (runtime-spec JSON). kerr exits with the command's s
 				&cli.StringFlag{Name: "console-socket", Usage: "unix socket to send the terminal's pty master to"},
 				&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "do not wait for the process"},
 				&cli.StringFlag{Name: "pid-file", Usage: "write the process's pid to this file"},
+				&cli.IntFlag{Name: "preserve-fds", Usage: "pass the caller's fds 3 .. 3+N-1 to the process"},
 			},
 			OnUsageError: usageError,
 			Action: func(c *cli.Context) error {
@@ -186,7 +188,8 @@ described by --process FILE (runtime-spec JSON). kerr exits with the command's s
 				if err := envelope.ValidateID(id); err != nil {
 					return fmt.Errorf("%v: %w", err, errdefs.ErrUsage)
 				}
-				cfg := ocicfg.Config{Action: ocicfg.ActionExec, Detach: c.Bool("detach"), Tty: c.Bool("tty")}
+				cfg := ocicfg.Config{Action: ocicfg.ActionExec, Detach: c.Bool("detach"), Tty: c.Bool("tty"),
+					PreserveFDs: c.Int("preserve-fds")}
 				var err error
 				if cfg.PidFile, err = absOrEmpty(c.String("pid-file")); err != nil {
 					return err
@@ -241,7 +244,7 @@ func runOCI(c *cli.Context, id string, cfg ocicfg.Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%v: %w", err, errdefs.ErrUsage)
 	}
-	return launch.Exec(ocicfg.EngineName, id, cfg, "")
+	return oci.Do(id, &cfg)
 }
 
 // ociRoot is the oci group's --root, wherever on the command line it was given.

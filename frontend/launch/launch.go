@@ -11,11 +11,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/kerr-hpc/kerr/buildcfg"
 	"github.com/kerr-hpc/kerr/errdefs"
@@ -141,60 +138,23 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// ExitCode returns the exit status err asks for: a starter's own, or errdefs' mapping.
+// ExitCode returns the exit status err asks for: a starter's own, a payload's (an error
+// with an ExitCode method), or errdefs' mapping.
 func ExitCode(err error) int {
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		return ee.Code
 	}
+	var coded interface{ ExitCode() int }
+	if errors.As(err, &coded) {
+		return coded.ExitCode()
+	}
 	return errdefs.ExitCode(err)
 }
 
-// Exec replaces this process with the starter, running engine's config cfg for id: the
-// starter inherits kerr's pid, stdio, session and signals, prints its own errors and exits
-// with its own status, so that nothing of kerr stays between the caller and what the
-// engine starts (a container's process may then be the caller's child, as with runc). The
-// config travels in a memory file, as nobody is left to write a pipe. It returns only on
-// error.
-func Exec(engine, id string, cfg any, starter string) error {
-	env, err := envelope.New(engine, id, cfg)
-	if err != nil {
-		return fmt.Errorf("engine config: %w", err)
-	}
-	payload, err := env.Encode()
-	if err != nil {
-		return fmt.Errorf("engine config: %w", err)
-	}
-	if starter == "" {
-		starter = buildcfg.StarterPath()
-	}
-	if _, err := os.Stat(starter); err != nil {
-		return fmt.Errorf("starter %s: %v (is kerr installed? see docs/admin-guide.md)", starter, err)
-	}
-	fd, err := unix.MemfdCreate("kerr-config", 0)
-	if err != nil {
-		return fmt.Errorf("config memfd: %w", err)
-	}
-	if _, err := unix.Write(fd, payload); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("config memfd: %w", err)
-	}
-	if _, err := unix.Seek(fd, 0, 0); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("config memfd: %w", err)
-	}
-	if fd < 3 {
-		// The caller closed a stdio fd; the starter wants its config above them.
-		nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD, 3)
-		unix.Close(fd)
-		if err != nil {
-			return fmt.Errorf("config memfd: %w", err)
-		}
-		fd = nfd
-	}
-	// Every other fd of kerr is close-on-exec (Go opens them so); the starter closes the
-	// rest but this one.
-	err = unix.Exec(starter, []string{"starter", "--config-fd", strconv.Itoa(fd)}, []string{})
-	unix.Close(fd)
-	return fmt.Errorf("exec %s: %w", starter, err)
+// Silent reports whether err only carries an exit status, nothing to print: a payload's.
+func Silent(err error) bool {
+	var coded interface{ ExitCode() int }
+	var ee *ExitError
+	return errors.As(err, &coded) && !errors.As(err, &ee)
 }

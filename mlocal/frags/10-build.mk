@@ -7,7 +7,7 @@ STARTER_ENV := CGO_ENABLED=1 \
 	CGO_CPPFLAGS="-I$(BUILDDIR) -DKERR_HAVE_CONFIG_H -DKERR_CONFIG_ID=$(CONFIG_ID) -D_FORTIFY_SOURCE=2" \
 	CGO_CFLAGS="-O2 -g -fstack-protector-strong"
 STARTER_BUILD := $(GO) build -trimpath -buildmode=pie \
-	-ldflags "$(GO_LDFLAGS) -extldflags '-Wl,-z,relro,-z,now'"
+	-ldflags "$(GO_LDFLAGS) -extldflags '-Wl,-z,relro,-z,now,-z,pack-relative-relocs'"
 
 .PHONY: all kerr starter starter-suid FORCE
 all: $(TARGETS)

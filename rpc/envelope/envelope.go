@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"unicode/utf8"
 )
 
@@ -35,10 +34,34 @@ const MaxSize = 1 << 20
 // ErrInvalid is wrapped by every error that rejects an envelope or an engine config.
 var ErrInvalid = errors.New("invalid engine config")
 
-var (
-	idRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-	engineRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-)
+// validName reports whether s is 1 to max bytes, first from first, the rest from rest.
+// (A loop rather than a regexp: every starter checks these, and compiling regexps at start
+// is a measurable part of a container's start.)
+func validName(s string, max int, first, rest func(c byte) bool) bool {
+	if len(s) == 0 || len(s) > max || !first(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !rest(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+func isAlnum(c byte) bool { return isLower(c) || isDigit(c) || (c >= 'A' && c <= 'Z') }
+
+// idRe: ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$
+func validID(id string) bool {
+	return validName(id, 128, isAlnum, func(c byte) bool { return isAlnum(c) || c == '_' || c == '.' || c == '-' })
+}
+
+// ^[a-z][a-z0-9-]{0,31}$
+func validEngine(name string) bool {
+	return validName(name, 32, isLower, func(c byte) bool { return isLower(c) || isDigit(c) || c == '-' })
+}
 
 // Envelope is a decoded EngineConfig.
 type Envelope struct {
@@ -67,7 +90,7 @@ func New(engine, id string, cfg any) (*Envelope, error) {
 // ValidateID reports whether id is an acceptable container id: 1 to 128 characters from
 // [A-Za-z0-9_.-], not starting with '.', '_' or '-' (so never "..", a hidden name or a flag).
 func ValidateID(id string) error {
-	if !idRe.MatchString(id) {
+	if !validID(id) {
 		return fmt.Errorf("%w: container id %q: want 1-128 characters [A-Za-z0-9_.-], starting with a letter or digit", ErrInvalid, id)
 	}
 	return nil
@@ -79,7 +102,7 @@ func (e *Envelope) Validate() error {
 	if e.Version != Version {
 		return fmt.Errorf("%w: version %d, this starter speaks version %d", ErrInvalid, e.Version, Version)
 	}
-	if !engineRe.MatchString(e.Engine) {
+	if !validEngine(e.Engine) {
 		return fmt.Errorf("%w: engine name %q: want [a-z][a-z0-9-]{0,31}", ErrInvalid, e.Engine)
 	}
 	if err := ValidateID(e.ID); err != nil {

@@ -47,9 +47,11 @@ type Config struct {
 	// Monitor keeps a kerr monitor process as the container's parent: it records the exit
 	// status and serves the control socket. Without it the container's process is the
 	// caller's child (reparented to its subreaper), as with runc.
-	Monitor   bool   `json:"monitor,omitempty"`
-	LogPath   string `json:"logPath,omitempty"`
-	LogFormat string `json:"logFormat,omitempty"`
+	Monitor bool `json:"monitor,omitempty"`
+	// PreserveFDs (create, exec): the caller's fds 3 .. 3+N-1 go to the container's process.
+	PreserveFDs int    `json:"preserveFds,omitempty"`
+	LogPath     string `json:"logPath,omitempty"`
+	LogFormat   string `json:"logFormat,omitempty"`
 
 	// kill
 	Signal int  `json:"signal,omitempty"`
@@ -69,6 +71,9 @@ type Config struct {
 	Detach   bool           `json:"detach,omitempty"`
 }
 
+// MaxPreserveFDs is the most fds --preserve-fds may pass (the starter's KERR_KEEP_FDS_MAX).
+const MaxPreserveFDs = 1024
+
 // DefaultRoot is where container state lives unless --root moves it.
 const DefaultRoot = "/run/kerr"
 
@@ -83,6 +88,12 @@ func absClean(what, p string) error {
 func (c Config) Validate() error {
 	if err := absClean("state root", c.Root); err != nil {
 		return err
+	}
+	if c.PreserveFDs < 0 || c.PreserveFDs > MaxPreserveFDs {
+		return fmt.Errorf("preserve-fds %d is out of range 0..%d", c.PreserveFDs, MaxPreserveFDs)
+	}
+	if c.PreserveFDs > 0 && c.Action != ActionCreate && c.Action != ActionMonitor && c.Action != ActionExec {
+		return fmt.Errorf("preserve-fds is for create and exec")
 	}
 	switch c.Action {
 	case ActionCreate, ActionMonitor:

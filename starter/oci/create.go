@@ -105,6 +105,7 @@ func (e Engine) createProcess(d *dir, state *State, spec *specs.Spec, cfg *ocicf
 			NoPivot: cfg.NoPivot, UnshareCgroupNS: cgroupNS, InUserNS: plan.Unshare&unix.CLONE_NEWUSER != 0 || nsPath(spec.Linux, specs.UserNamespace) != ""},
 		plan:      plan,
 		stdio:     stdio,
+		keep:      e.preserved(),
 		fifo:      fifo,
 		onConsole: onConsole,
 		onPid: func(pid int) error {
@@ -122,15 +123,18 @@ func (e Engine) createProcess(d *dir, state *State, spec *specs.Spec, cfg *ocicf
 			if spec.Hooks == nil {
 				return nil
 			}
-			hs := hookState(state, StatusCreating, pid)
+			// Prestart hooks see "created", as crun and the validation suite have it (the
+			// spec's older text ran them after start); createRuntime ones see "creating".
 			//lint:ignore SA1019 prestart is deprecated but still part of the spec: runtimes run it.
-			if err := runHooks("prestart", spec.Hooks.Prestart, hs); err != nil {
+			if err := runHooks("prestart", spec.Hooks.Prestart, hookState(state, StatusCreated, pid)); err != nil {
 				return err
 			}
-			return runHooks("createRuntime", spec.Hooks.CreateRuntime, hs)
+			return runHooks("createRuntime", spec.Hooks.CreateRuntime, hookState(state, StatusCreating, pid))
 		},
 	}
 	proc, err := spawn(req)
+	// The container's process has its copies; this one (create, or the monitor) keeps none.
+	closeAll(req.keep)
 	if err != nil {
 		return 0, err
 	}
@@ -191,6 +195,12 @@ func cgroupResources(spec *specs.Spec) *specs.LinuxResources {
 	devs = append(devs, cgroups.DefaultDeviceRules()...)
 	for _, d := range spec.Linux.Devices {
 		major, minor := d.Major, d.Minor
+		switch d.Type {
+		case "p":
+			continue // a fifo is no device: the cgroup does not govern it
+		case "u":
+			d.Type = "c" // an unbuffered character device is a character device
+		}
 		devs = append(devs, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
 	}
 	r.Devices = devs
@@ -251,14 +261,16 @@ func (e Engine) startMonitor(id string, cfg *ocicfg.Config) (int, error) {
 	}
 	conn := nsplan.NewConn(parentSock)
 	defer conn.Close()
+	keep := e.preserved()
+	defer closeAll(keep)
 	cmd := &exec.Cmd{
 		Path:        e.starter(),
-		Args:        []string{"starter", "--config-fd", "3", "--sync-fd", "4"},
+		Args:        starterArgs(len(keep)),
 		Env:         []string{},
 		Stdin:       os.Stdin,
 		Stdout:      os.Stdout,
 		Stderr:      os.Stderr,
-		ExtraFiles:  []*os.File{cfgFile, childSock},
+		ExtraFiles:  append(append([]*os.File(nil), keep...), cfgFile, childSock),
 		SysProcAttr: &unix.SysProcAttr{Setsid: true},
 	}
 	err = cmd.Start()

@@ -28,6 +28,9 @@ type ExitStatus int
 
 func (e ExitStatus) Error() string { return "exit status " + strconv.Itoa(int(e)) }
 
+// ExitCode is the status to exit with; the CLI passes it on without printing anything.
+func (e ExitStatus) ExitCode() int { return int(e) }
+
 // exec runs another process in a created or running container: a starter that joins the
 // namespaces of the container's process and its cgroup, then execs. Without Detach it
 // waits and its exit status becomes ours (ExitStatus), signals sent to us are passed on.
@@ -101,6 +104,7 @@ func (e Engine) exec(id string, cfg *ocicfg.Config) error {
 		defer signal.Stop(sigs)
 	}
 	p, err := spawn(req)
+	closeAll(req.keep)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -44,6 +45,16 @@ func runHooks(kind string, hooks []specs.Hook, state []byte) error {
 		}
 	}
 	return nil
+}
+
+// runHooksWarn runs every hook, for the kinds whose failures the spec makes warnings
+// (poststart, poststop): each failure is printed and the rest still run.
+func runHooksWarn(kind string, hooks []specs.Hook, state []byte) {
+	for i, h := range hooks {
+		if err := runHook(h, state); err != nil {
+			fmt.Fprintf(os.Stderr, "kerr: warning: %s hook %d (%s): %v\n", kind, i, h.Path, err)
+		}
+	}
 }
 
 func runHook(h specs.Hook, state []byte) error {

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/kerr-hpc/kerr/rpc/envelope"
@@ -104,11 +105,8 @@ func runInit(conn *nsplan.Conn, cfg *initConfig) error {
 	defer startFifo.Close()
 	spec := cfg.Spec
 	// Written through the host's /proc, before the container's is mounted
-	// (CVE-2025-52881: nothing in the image can redirect these writes).
+	// (CVE-2025-52881: nothing in the image can redirect this write).
 	if err := setOOMScoreAdj(cfg.Process); err != nil {
-		return err
-	}
-	if err := setRlimits(cfg.Process); err != nil {
 		return err
 	}
 	if spec.Hostname != "" {
@@ -122,10 +120,11 @@ func runInit(conn *nsplan.Conn, cfg *initConfig) error {
 		}
 	}
 	err = rootfs.Setup(rootfs.Config{
-		Spec:     spec,
-		Bundle:   cfg.Bundle,
-		NoPivot:  cfg.NoPivot,
-		InUserNS: cfg.InUserNS,
+		Spec:      spec,
+		Bundle:    cfg.Bundle,
+		NoPivot:   cfg.NoPivot,
+		NoMountNS: !hasNamespace(spec.Linux, specs.MountNamespace),
+		InUserNS:  cfg.InUserNS,
 		BeforePivot: func() error {
 			if err := conn.Send(nsplan.MsgHooks, nil); err != nil {
 				return err
@@ -160,7 +159,8 @@ func runInit(conn *nsplan.Conn, cfg *initConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := finalize(p, spec.Linux); err != nil {
+	filter, err := finalize(p, spec.Linux)
+	if err != nil {
 		return err
 	}
 	if err := conn.Send(nsplan.MsgReady, nil); err != nil {
@@ -179,7 +179,7 @@ func runInit(conn *nsplan.Conn, cfg *initConfig) error {
 			return err
 		}
 	}
-	return execPayload(p, spec.Linux, path)
+	return execPayload(p, filter, path)
 }
 
 // waitForStart blocks until start writes its byte into the exec fifo.
@@ -220,14 +220,12 @@ func runExecProcess(conn *nsplan.Conn, cfg *initConfig) error {
 	if err := setOOMScoreAdj(p); err != nil {
 		return err
 	}
-	if err := setRlimits(p); err != nil {
-		return err
-	}
 	path, err := lookPath(p)
 	if err != nil {
 		return err
 	}
-	if err := finalize(p, cfg.Spec.Linux); err != nil {
+	filter, err := finalize(p, cfg.Spec.Linux)
+	if err != nil {
 		return err
 	}
 	if err := conn.Send(nsplan.MsgReady, nil); err != nil {
@@ -237,5 +235,5 @@ func runExecProcess(conn *nsplan.Conn, cfg *initConfig) error {
 		return err
 	}
 	conn.Close()
-	return execPayload(p, cfg.Spec.Linux, path)
+	return execPayload(p, filter, path)
 }

@@ -132,26 +132,56 @@ func (e Engine) start(id string, cfg *ocicfg.Config) error {
 	if cur := status(d, s); cur != StatusCreated {
 		return fmt.Errorf("container %q is %s, not created: %w", id, cur, errdefs.ErrState)
 	}
-	// The process holds the fifo open for reading: opening it for writing does not block,
-	// and fails (ENXIO) only if the process is gone.
-	fd, err := unix.Openat(d.fd, execFifo, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return fmt.Errorf("container %q is not waiting for start: %w", id, err)
-	}
-	_, err = unix.Write(fd, []byte{'1'})
-	unix.Close(fd)
-	if err != nil {
+	if err := sendStart(d, s); err != nil {
 		return fmt.Errorf("start %q: %w", id, err)
 	}
 	if err := unix.Unlinkat(d.fd, execFifo, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("start %q: remove fifo: %w", id, err)
 	}
-	spec, err := readSpec(d)
-	if err == nil && spec.Hooks != nil && len(spec.Hooks.Poststart) > 0 {
-		if err := runHooks("poststart", spec.Hooks.Poststart, hookState(s, StatusRunning, s.Pid)); err != nil {
-			// The spec: a failed poststart hook is a warning; the container runs on.
-			fmt.Fprintf(os.Stderr, "kerr: warning: %v\n", err)
+	// The spec: a failed poststart hook is a warning; the container runs on.
+	if spec, err := readSpec(d); err == nil && spec.Hooks != nil {
+		runHooksWarn("poststart", spec.Hooks.Poststart, hookState(s, StatusRunning, s.Pid))
+	}
+	return nil
+}
+
+// sendStart gives the container's process its go-ahead and waits until it has exec'd its
+// payload (or died). The process holds the fifo open read-write and waits to read a byte.
+// We open the read end first, then a write end, write the byte and close it: when the
+// process's fd closes at execve the fifo has no writer left, and our read end (opened
+// before a writer came, which the kernel requires for it) reports POLLHUP. A byte still in
+// the fifo then means the process died before it read it.
+func sendStart(d *dir, s *State) error {
+	rfd, err := unix.Openat(d.fd, execFifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("the container is not waiting for start: %w", err)
+	}
+	defer unix.Close(rfd)
+	wfd, err := unix.Openat(d.fd, execFifo, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("the container is not waiting for start: %w", err)
+	}
+	_, err = unix.Write(wfd, []byte{'1'})
+	unix.Close(wfd)
+	if err != nil {
+		return err
+	}
+	for {
+		// No events asked: POLLHUP is always reported, and the unread byte must not wake us.
+		pfd := []unix.PollFd{{Fd: int32(rfd), Events: 0}}
+		n, err := unix.Poll(pfd, 100)
+		if err != nil && err != unix.EINTR {
+			return err
 		}
+		if n > 0 && pfd[0].Revents&unix.POLLHUP != 0 {
+			break
+		}
+		if !alive(s.Pid, s.StartTime) {
+			break
+		}
+	}
+	if left, err := unix.IoctlGetInt(rfd, unix.TIOCINQ); err == nil && left > 0 {
+		return fmt.Errorf("the container's process exited before it was started")
 	}
 	return nil
 }
@@ -220,7 +250,7 @@ func signalProcess(pid int, start uint64, sig unix.Signal) error {
 	return nil
 }
 
-// delete removes a stopped (or created) container: the poststop hooks run, the cgroup and
+// delete removes a stopped container: the poststop hooks run, the cgroup and
 // the state go. With Force a running one is killed first; an unknown id is then no error.
 func (e Engine) delete(id string, cfg *ocicfg.Config) error {
 	st := store{root: cfg.Root}
@@ -243,9 +273,8 @@ func (e Engine) delete(id string, cfg *ocicfg.Config) error {
 	cur := status(d, s)
 	switch cur {
 	case StatusStopped:
-	case StatusCreated:
-		// As runc: a container whose payload never started may go without --force.
 	default:
+		// The spec: deleting a container that is not stopped (created included) fails.
 		if !cfg.Force {
 			return fmt.Errorf("container %q is %s: stop it first or use --force: %w", id, cur, errdefs.ErrState)
 		}
@@ -255,10 +284,8 @@ func (e Engine) delete(id string, cfg *ocicfg.Config) error {
 	}
 	stopMonitor(s)
 	spec, serr := readSpec(d)
-	if serr == nil && spec.Hooks != nil && len(spec.Hooks.Poststop) > 0 && !s.Creating {
-		if err := runHooks("poststop", spec.Hooks.Poststop, hookState(s, StatusStopped, 0)); err != nil {
-			fmt.Fprintf(os.Stderr, "kerr: warning: %v\n", err)
-		}
+	if serr == nil && spec.Hooks != nil && !s.Creating {
+		runHooksWarn("poststop", spec.Hooks.Poststop, hookState(s, StatusStopped, 0))
 	}
 	if m, err := cgroups.Load(s.CgroupPath); err == nil {
 		if err := m.Destroy(); err != nil {

@@ -19,8 +19,12 @@ import (
 // as root of the container's namespaces, on the OS thread that will execve the payload:
 // capabilities, no_new_privs, the personality and seccomp are per thread.
 
-// setRlimits applies process.rlimits. Raising a hard limit needs CAP_SYS_RESOURCE, so a
-// config that asks for more than the runtime has fails here, at create.
+// setRlimits applies process.rlimits to this process. It runs late (after the rootfs and
+// the seccomp filter are made, which allocate) and before the user switch (after it, the
+// process could no longer raise a soft limit to the hard one it was given): a limit such as
+// RLIMIT_AS may leave the Go runtime little room. Raising a hard limit needs
+// CAP_SYS_RESOURCE, so a config that asks for more than the runtime has fails here, at
+// create.
 func setRlimits(p *specs.Process) error {
 	for _, r := range p.Rlimits {
 		res := rlimitNames[r.Type]
@@ -221,45 +225,85 @@ func setPersonality(l *specs.Linux) error {
 
 // finalize drops to process.user with its capabilities and moves to cwd: everything of
 // the process's last steps that can fail because of the config, so that such an error ends
-// create, not start. Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, so the
-// filter goes on here, before the capabilities go. The working directory is entered as
-// root first (a cwd only root may enter is valid, as with runc), then again as the user.
-func finalize(p *specs.Process, l *specs.Linux) error {
+// create, not start. The seccomp filter is compiled here; without no_new_privs it is also
+// loaded here, last, with the capabilities still permitted raised (loading needs
+// CAP_SYS_ADMIN), so that the runtime's own calls before it (getcwd, ...) are not
+// filtered. With no_new_privs the caller loads the returned filter right before execve.
+// The working directory is entered as root first (a cwd only root may enter is valid, as
+// with runc), then again as the user.
+func finalize(p *specs.Process, l *specs.Linux) (*seccomp.Filter, error) {
 	if err := setPersonality(l); err != nil {
-		return err
+		return nil, err
 	}
-	if l != nil && l.Seccomp != nil && !p.NoNewPrivileges {
-		if err := seccomp.Load(l.Seccomp); err != nil {
-			return err
+	var filter *seccomp.Filter
+	if l != nil && l.Seccomp != nil {
+		f, err := seccomp.Compile(l.Seccomp)
+		if err != nil {
+			return nil, err
 		}
+		filter = f
+	}
+	if err := setRlimits(p); err != nil {
+		return nil, err
 	}
 	if err := dropBounding(p); err != nil {
-		return err
+		return nil, err
 	}
 	chdirErr := unix.Chdir(p.Cwd)
 	if err := setUser(p); err != nil {
-		return err
+		return nil, err
 	}
 	if err := unix.Chdir(p.Cwd); err != nil && chdirErr != nil {
-		return fmt.Errorf("chdir to cwd %s: %w", p.Cwd, err)
+		return nil, fmt.Errorf("chdir to cwd %s: %w", p.Cwd, err)
 	}
 	if err := checkCwd(); err != nil {
-		return err
+		return nil, err
 	}
-	return setCaps(p)
+	if filter != nil && !p.NoNewPrivileges {
+		if err := raiseEffective(); err != nil {
+			return nil, err
+		}
+		if err := filter.Load(); err != nil {
+			return nil, err
+		}
+		filter = nil
+	}
+	return filter, setCaps(p)
 }
 
-// execPayload sets no_new_privs and, with it, the seccomp filter as late as possible (so
-// that the runtime's own last syscalls are not filtered), and execs the payload.
-func execPayload(p *specs.Process, l *specs.Linux, path string) error {
+// raiseEffective makes the effective capabilities those still permitted (the user switch
+// cleared them; loading a seccomp filter without no_new_privs needs CAP_SYS_ADMIN).
+func raiseEffective() error {
+	c, err := capability.NewPid2(0)
+	if err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	if err := c.Load(); err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	for _, cp := range capability.ListKnown() {
+		if c.Get(capability.PERMITTED, cp) {
+			c.Set(capability.EFFECTIVE, cp)
+		}
+	}
+	if err := c.Apply(capability.CAPS); err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	return nil
+}
+
+// execPayload sets no_new_privs and, with it, loads the seccomp filter as late as possible,
+// and execs the payload. Nothing here allocates much: the rlimits, which the runtime has
+// set on this process by now, may leave little address space.
+func execPayload(p *specs.Process, filter *seccomp.Filter, path string) error {
 	if p.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
 		}
-		if l != nil && l.Seccomp != nil {
-			if err := seccomp.Load(l.Seccomp); err != nil {
-				return err
-			}
+	}
+	if filter != nil {
+		if err := filter.Load(); err != nil {
+			return err
 		}
 	}
 	env := p.Env

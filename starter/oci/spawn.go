@@ -48,6 +48,8 @@ type spawnRequest struct {
 	cfg     initConfig
 	plan    nsplan.Plan
 	stdio   [3]*os.File
+	// keep are fds for the payload (--preserve-fds), at 3 .. in its process.
+	keep []*os.File
 	// fifo (create only) goes to the process with the go-ahead message: it opens it for
 	// writing, which blocks until `start` opens it for reading.
 	fifo *os.File
@@ -131,12 +133,12 @@ func spawn(r spawnRequest) (*spawned, error) {
 	defer bin.Close()
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/fd/" + strconv.Itoa(int(bin.Fd())),
-		Args:       []string{"starter", "--config-fd", "3", "--sync-fd", "4"},
+		Args:       starterArgs(len(r.keep)),
 		Env:        []string{},
 		Stdin:      r.stdio[0],
 		Stdout:     r.stdio[1],
 		Stderr:     r.stdio[2],
-		ExtraFiles: []*os.File{cfgFile, childSock},
+		ExtraFiles: append(append([]*os.File(nil), r.keep...), cfgFile, childSock),
 	}
 	err = cmd.Start()
 	childSock.Close()
@@ -246,6 +248,16 @@ func spawn(r spawnRequest) (*spawned, error) {
 			return fail(err)
 		}
 	}
+}
+
+// starterArgs is the command line of a starter the runtime starts: the kept fds first at 3
+// and up, then the config and the sync socket.
+func starterArgs(keep int) []string {
+	args := []string{"starter", "--config-fd", strconv.Itoa(3 + keep), "--sync-fd", strconv.Itoa(4 + keep)}
+	if keep > 0 {
+		args = append(args, "--keep-fds", strconv.Itoa(keep))
+	}
+	return args
 }
 
 // exitedEarly describes a container process that closed the sync socket without a word.

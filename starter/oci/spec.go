@@ -48,19 +48,44 @@ func loadSpec(bundle string) (*specs.Spec, error) {
 
 // parseSpec decodes and validates a config. Errors wrap errdefs.ErrUsage and name the field.
 func parseSpec(b []byte, bundle string) (*specs.Spec, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var s specs.Spec
-	if err := dec.Decode(&s); err != nil {
-		return nil, fmt.Errorf("config.json: %v: %w", err, errdefs.ErrUsage)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("config.json: data after the object: %w", errdefs.ErrUsage)
+	if err := decodeStrict(b, &s); err != nil {
+		// The spec: runtimes MUST ignore properties they do not know (a newer spec's, or
+		// an extension's). They are not silently skipped: the user is told.
+		var lenient specs.Spec
+		if !strings.Contains(err.Error(), "unknown field") || decodeLenient(b, &lenient) != nil {
+			return nil, fmt.Errorf("config.json: %v: %w", err, errdefs.ErrUsage)
+		}
+		fmt.Fprintf(os.Stderr, "kerr: warning: config.json: %v: ignored\n", err)
+		s = lenient
 	}
 	if err := validateSpec(&s, bundle); err != nil {
 		return nil, fmt.Errorf("config.json: %v: %w", err, errdefs.ErrUsage)
 	}
 	return &s, nil
+}
+
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("data after the object")
+	}
+	return nil
+}
+
+func decodeLenient(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("data after the object")
+	}
+	return nil
 }
 
 // nsTypes maps the spec's namespace types to clone flags.
@@ -166,7 +191,12 @@ func validateSpec(s *specs.Spec, bundle string) error {
 		return fmt.Errorf("linux.intelRdt is not supported")
 	}
 	if l.MountLabel != "" {
-		return fmt.Errorf("linux.mountLabel: SELinux is not supported")
+		// As runc and crun: labels mean nothing on a host without SELinux.
+		if _, err := os.Stat("/sys/fs/selinux/enforce"); err == nil {
+			return fmt.Errorf("linux.mountLabel: SELinux labels are not supported")
+		}
+		fmt.Fprintln(os.Stderr, "kerr: warning: config.json: linux.mountLabel ignored: SELinux is not enabled on this host")
+		l.MountLabel = ""
 	}
 	if l.Personality != nil {
 		switch l.Personality.Domain {
@@ -207,6 +237,16 @@ func nsPath(l *specs.Linux, t specs.LinuxNamespaceType) string {
 		}
 	}
 	return ""
+}
+
+// hasNamespace reports whether the config lists a namespace of type t (new or joined).
+func hasNamespace(l *specs.Linux, t specs.LinuxNamespaceType) bool {
+	for _, ns := range l.Namespaces {
+		if ns.Type == t {
+			return true
+		}
+	}
+	return false
 }
 
 // sysctlAllowed refuses sysctls that would change the host's kernel: only namespaced ones,

@@ -28,7 +28,8 @@ import (
 	"time"
 
 	ocg "github.com/opencontainers/cgroups"
-	"github.com/opencontainers/cgroups/manager"
+	libfs "github.com/opencontainers/cgroups/fs"
+	"github.com/opencontainers/cgroups/fs2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -170,7 +171,16 @@ func Load(path string) (*Manager, error) {
 
 func open(path string, r *specs.LinuxResources, conv *ocg.Resources, v2 bool) (*Manager, error) {
 	cfg := &ocg.Cgroup{Path: path, Resources: conv}
-	lib, err := manager.New(cfg)
+	// The fs managers directly, not the library's manager package: kerr does not use
+	// systemd, and that package's systemd and D-Bus dependencies cost every starter time
+	// at start.
+	var lib ocg.Manager
+	var err error
+	if v2 {
+		lib, err = fs2.NewManager(cfg, "")
+	} else {
+		lib, err = libfs.NewManager(cfg, nil)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: cgroup manager for %s: %w", path, err)
 	}

@@ -85,6 +85,7 @@ func accessString(a uint8) string {
 type devState struct {
 	allow bool
 	exc   map[devKey]uint8
+	order []devKey // exceptions in the order the rules first named them
 }
 
 // newDevState is what a new cgroup starts from once the rules say nothing: deny all.
@@ -102,10 +103,14 @@ func (s *devState) apply(i int, d specs.LinuxDeviceCgroup) error {
 		// Only "all devices, rwm" reaches here: it resets the cgroup to a new default.
 		s.allow = d.Allow
 		clear(s.exc)
+		s.order = s.order[:0]
 		return nil
 	}
 	k := devKey{typ: t, major: devNumber(d.Major), minor: devNumber(d.Minor)}
 	if d.Allow != s.allow {
+		if _, seen := s.exc[k]; !seen {
+			s.order = append(s.order, k)
+		}
 		s.exc[k] |= acc
 		return nil
 	}
@@ -175,13 +180,14 @@ func setDevicesV1(dir string, rules []specs.LinuxDeviceCgroup) error {
 	if err := ocg.WriteFile(dir, resetFile, "a"); err != nil {
 		return err
 	}
-	keys := make([]devKey, 0, len(s.exc))
-	for k := range s.exc {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	for _, k := range keys {
-		if err := ocg.WriteFile(dir, excFile, k.String()+" "+accessString(s.exc[k])); err != nil {
+	// In the rules' order: the kernel lists them as written, and the spec says the
+	// runtime applies the entries in the listed order.
+	for _, k := range s.order {
+		a, ok := s.exc[k]
+		if !ok {
+			continue
+		}
+		if err := ocg.WriteFile(dir, excFile, k.String()+" "+accessString(a)); err != nil {
 			return err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	ocg "github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -74,7 +75,9 @@ type named struct {
 	v    *int64
 }
 
-var pageSizeRE = regexp.MustCompile(`^[1-9][0-9]*[KMG]B$`)
+// pageSizeRE is compiled on first use: a regexp compiled at package init costs every
+// starter's start.
+var pageSizeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[1-9][0-9]*[KMG]B$`) })
 
 // checkValues refuses values that are wrong on any host.
 func checkValues(r *specs.LinuxResources) error {
@@ -194,7 +197,7 @@ func checkValues(r *specs.LinuxResources) error {
 		}
 	}
 	for i, h := range r.HugepageLimits {
-		if !pageSizeRE.MatchString(h.Pagesize) {
+		if !pageSizeRE().MatchString(h.Pagesize) {
 			return invalid(fmt.Sprintf("hugepageLimits[%d].pageSize", i), "%q (want a size such as 2MB or 1GB)", h.Pagesize)
 		}
 	}

@@ -184,9 +184,9 @@ func parseOptions(opts []string, isBind bool) (mountOptions, error) {
 		}
 	}
 	if mo.bind {
-		if len(mo.data) > 0 {
-			return mo, fmt.Errorf("unknown option %q (a bind mount takes no filesystem options)", mo.data[0])
-		}
+		// Filesystem options mean nothing to a bind mount; the kernel ignores them and so do
+		// runc and crun (configs carry e.g. "mode=755" on binds): dropped here too.
+		mo.data = nil
 		// ro and rw of a bind mount are per-mount attributes only; the other superblock
 		// options would have to change the source's filesystem, which a bind cannot do.
 		for _, f := range mo.sbFlags {

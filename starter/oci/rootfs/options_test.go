@@ -48,8 +48,11 @@ func TestParseOptions(t *testing.T) {
 			want: mountOptions{remount: true, attrs: attrChange{set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSYMFOLLOW}, sbFlags: []string{"ro"}}},
 		{name: "devpts data", opts: []string{"newinstance", "ptmxmode=0666", "gid=5"},
 			want: mountOptions{data: []string{"newinstance", "ptmxmode=0666", "gid=5"}}},
-		{name: "unknown on bind", isBind: true, opts: []string{"foo"}, err: `unknown option "foo"`},
-		{name: "unknown on rbind option", opts: []string{"rbind", "mode=755"}, err: `unknown option "mode=755"`},
+		// Filesystem options on a bind mount are dropped, as the kernel, runc and crun do.
+		{name: "data on bind", isBind: true, opts: []string{"foo", "nodev"},
+			want: mountOptions{bind: true, attrs: attrChange{set: unix.MOUNT_ATTR_NODEV}}},
+		{name: "data on rbind option", opts: []string{"rbind", "mode=755"},
+			want: mountOptions{bind: true, recursive: true}},
 		{name: "sync on bind", opts: []string{"bind", "sync"}, err: `option "sync" changes the filesystem`},
 		{name: "tmpcopyup", opts: []string{"tmpcopyup"}, err: "tmpcopyup is not supported"},
 		{name: "idmap", opts: []string{"bind", "idmap"}, err: "id-mapped mounts are not supported"},

@@ -138,9 +138,12 @@ func parseMountLine(line string) (string, error) {
 // enterRoot makes the rootfs the process's root and "/" its working directory.
 func (s *setup) enterRoot() error {
 	var err error
-	if s.c.NoPivot {
+	switch {
+	case s.c.NoMountNS:
+		err = s.chrootRoot()
+	case s.c.NoPivot:
 		err = s.moveRoot()
-	} else {
+	default:
 		err = s.pivotRoot()
 	}
 	if err != nil {
@@ -188,6 +191,19 @@ func (s *setup) pivotRoot() error {
 	}
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("detach the old root: %w", err)
+	}
+	return nil
+}
+
+// chrootRoot (NoMountNS) enters the rootfs with chroot only: the mount namespace is the
+// host's, and its root must stay everyone else's. It is the weakest way in: the mounts
+// made for the container stay in the host's namespace too.
+func (s *setup) chrootRoot() error {
+	if err := unix.Fchdir(s.rootfd); err != nil {
+		return fmt.Errorf("chdir to the rootfs: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot to the rootfs: %w", err)
 	}
 	return nil
 }

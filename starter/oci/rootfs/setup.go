@@ -21,6 +21,10 @@ type Config struct {
 	// --no-pivot, for a root that pivot_root refuses such as an initramfs). It is weaker:
 	// the old root stays in the mount namespace, under the new one.
 	NoPivot bool
+	// NoMountNS says that the container shares the runtime's mount namespace (the config has
+	// no mount namespace): the rootfs is entered with chroot alone, as runc does, since
+	// pivot_root or a move onto / would change the root of every process of the host.
+	NoMountNS bool
 	// InUserNS says that the container has its own user namespace: device nodes cannot be
 	// made there, so the host's are bind-mounted instead, and a refused sysfs or mqueue mount
 	// falls back to a bind of the host's.
