@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/BurntSushi/toml"
 
@@ -60,7 +61,10 @@ func Parse(name string, data []byte) (*Policy, error) {
 }
 
 // typeErrorRE matches the library's type errors, which carry the line and key only as text.
-var typeErrorRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+// Compiled on first use: a regexp compiled at package init costs every kerr command.
+var typeErrorRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+})
 
 func decodeError(name string, data []byte, err error) error {
 	var pe toml.ParseError
@@ -68,7 +72,7 @@ func decodeError(name string, data []byte, err error) error {
 		return &Error{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: oneLine(pe.Message)}
 	}
 	msg := oneLine(err.Error())
-	if m := typeErrorRE.FindStringSubmatch(msg); m != nil {
+	if m := typeErrorRE().FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		if l := keyLines(data).find(m[2]); l > 0 {
 			line = l
@@ -86,7 +90,9 @@ var (
 	devModes       = []string{DevYes, DevNo, DevMinimal}
 	namespaceNames = []string{"pid", "ipc", "uts", "net", "cgroup"}
 	// A user or group name as useradd accepts it, or a numeric id.
-	nameRE = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_.-]{0,31}\$?|[0-9]{1,10})$`)
+	nameRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_.-]{0,31}\$?|[0-9]{1,10})$`)
+	})
 )
 
 // Size limits of the tmpfs sizes.
@@ -110,7 +116,7 @@ func (p *Policy) validate() (key, msg string) {
 	}
 	names := func(key string, v []string) {
 		for _, n := range v {
-			if !nameRE.MatchString(n) {
+			if !nameRE().MatchString(n) {
 				fail(key, "%q is not a user or group name", n)
 			}
 		}

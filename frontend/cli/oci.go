@@ -9,6 +9,7 @@ import (
 
 	"github.com/kerr-hpc/kerr/errdefs"
 	"github.com/kerr-hpc/kerr/frontend/launch"
+	"github.com/kerr-hpc/kerr/frontend/ocicli"
 	"github.com/kerr-hpc/kerr/rpc/bundle"
 )
 
@@ -93,7 +94,7 @@ interrupted mount left half made.`,
 						Force: c.Bool("force"), KeepOverlay: c.Bool("keep-overlay"), StateRoot: root})
 				},
 			},
-		}, ociLifecycleCommands()...),
+		}, ocicli.Commands()...),
 	}
 }
 

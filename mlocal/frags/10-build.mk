@@ -1,6 +1,8 @@
-# Building: kerr (pure Go), starter and starter-suid (cgo, with the C stage in starter-c/).
+# Building: kerr and kerr-runc (pure Go), starter and starter-suid (cgo, with the C stage in
+# starter-c/). kerr-runc is the OCI runtime alone, with runc's command line: a lean binary,
+# as containerd or podman start it for every container.
 # Go's cache decides what to rebuild, so the binaries are always handed to `go build`.
-TARGETS := $(BUILDDIR)/kerr $(BUILDDIR)/starter $(if $(WITH_SUID),$(BUILDDIR)/starter-suid)
+TARGETS := $(BUILDDIR)/kerr $(BUILDDIR)/kerr-runc $(BUILDDIR)/starter $(if $(WITH_SUID),$(BUILDDIR)/starter-suid)
 
 # The starters are hardened C+Go programs: PIE, full RELRO, stack protector, fortify.
 STARTER_ENV := CGO_ENABLED=1 \
@@ -9,14 +11,18 @@ STARTER_ENV := CGO_ENABLED=1 \
 STARTER_BUILD := $(GO) build -trimpath -buildmode=pie \
 	-ldflags "$(GO_LDFLAGS) -extldflags '-Wl,-z,relro,-z,now,-z,pack-relative-relocs'"
 
-.PHONY: all kerr starter starter-suid FORCE
+.PHONY: all kerr kerr-runc starter starter-suid FORCE
 all: $(TARGETS)
 kerr: $(BUILDDIR)/kerr
+kerr-runc: $(BUILDDIR)/kerr-runc
 starter: $(BUILDDIR)/starter
 starter-suid: $(BUILDDIR)/starter-suid
 
 $(BUILDDIR)/kerr: FORCE
-	cd $(SRCDIR) && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(GO_LDFLAGS)" -o $@ ./cmd/kerr
+	cd $(SRCDIR) && CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags "$(GO_LDFLAGS)" -o $@ ./cmd/kerr
+
+$(BUILDDIR)/kerr-runc: FORCE
+	cd $(SRCDIR) && CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags "$(GO_LDFLAGS)" -o $@ ./cmd/kerr-runc
 
 $(BUILDDIR)/starter: FORCE
 	cd $(SRCDIR) && $(STARTER_ENV) $(STARTER_BUILD) -o $@ ./cmd/starter

@@ -9,6 +9,7 @@ KERR_ETC := $(DESTDIR)$(SYSCONFDIR)/kerr
 install: all
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(KERR_LIBEXEC) $(KERR_ETC)
 	install -m 0755 $(BUILDDIR)/kerr $(DESTDIR)$(BINDIR)/kerr
+	install -m 0755 $(BUILDDIR)/kerr-runc $(DESTDIR)$(BINDIR)/kerr-runc
 	install -m 0755 $(BUILDDIR)/starter $(KERR_LIBEXEC)/starter
 ifneq ($(WITH_SUID),)
 	@set -e; dst=$(KERR_LIBEXEC)/starter-suid; \

@@ -21,6 +21,7 @@ const (
 	ActionKill   = "kill"
 	ActionDelete = "delete"
 	ActionExec   = "exec"
+	ActionRun    = "run" // create, start, wait and delete in one process
 	// ActionMonitor is internal: the process `create` starts to stay with a container.
 	ActionMonitor = "monitor"
 )
@@ -92,11 +93,11 @@ func (c Config) Validate() error {
 	if c.PreserveFDs < 0 || c.PreserveFDs > MaxPreserveFDs {
 		return fmt.Errorf("preserve-fds %d is out of range 0..%d", c.PreserveFDs, MaxPreserveFDs)
 	}
-	if c.PreserveFDs > 0 && c.Action != ActionCreate && c.Action != ActionMonitor && c.Action != ActionExec {
+	if c.PreserveFDs > 0 && c.Action != ActionCreate && c.Action != ActionMonitor && c.Action != ActionExec && c.Action != ActionRun {
 		return fmt.Errorf("preserve-fds is for create and exec")
 	}
 	switch c.Action {
-	case ActionCreate, ActionMonitor:
+	case ActionCreate, ActionMonitor, ActionRun:
 		if err := absClean("bundle", c.Bundle); err != nil {
 			return err
 		}
@@ -111,6 +112,9 @@ func (c Config) Validate() error {
 		case "", LogBasic, LogKubernetes, LogJSON:
 		default:
 			return fmt.Errorf("unknown log format %q (basic, kubernetes or json)", c.LogFormat)
+		}
+		if c.Action == ActionRun && (c.Monitor || c.LogPath != "") {
+			return fmt.Errorf("run keeps the container itself: no monitor, no log path")
 		}
 		if c.LogPath != "" && !c.Monitor {
 			return fmt.Errorf("a log path needs the monitor (it writes the log)")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"time"
 
@@ -24,24 +25,31 @@ import (
 // it and exits, so that the container's process ends up the caller's (or its subreaper's)
 // child. Privileges: root.
 func (e Engine) create(id string, cfg *ocicfg.Config) (err error) {
+	_, err = e.createWith(id, cfg, nil)
+	return err
+}
+
+// createWith is create; when the container's process has a terminal and there is neither
+// a console socket nor a monitor, master (run's case) receives the pty master.
+func (e Engine) createWith(id string, cfg *ocicfg.Config, master **os.File) (pid int, err error) {
 	spec, err := loadSpec(cfg.Bundle)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	switch {
-	case spec.Process.Terminal && !cfg.Monitor && cfg.ConsoleSocket == "":
-		return fmt.Errorf("process.terminal needs --console-socket without the monitor (or the monitor to hold it): %w", errdefs.ErrUsage)
+	case spec.Process.Terminal && !cfg.Monitor && cfg.ConsoleSocket == "" && master == nil:
+		return 0, fmt.Errorf("process.terminal needs --console-socket without the monitor (or the monitor to hold it): %w", errdefs.ErrUsage)
 	case !spec.Process.Terminal && cfg.ConsoleSocket != "":
-		return fmt.Errorf("--console-socket needs process.terminal in config.json: %w", errdefs.ErrUsage)
+		return 0, fmt.Errorf("--console-socket needs process.terminal in config.json: %w", errdefs.ErrUsage)
 	}
 	cgPath, err := cgroups.Path(spec.Linux.CgroupsPath, id)
 	if err != nil {
-		return fmt.Errorf("linux.cgroupsPath: %v: %w", err, errdefs.ErrUsage)
+		return 0, fmt.Errorf("linux.cgroupsPath: %v: %w", err, errdefs.ErrUsage)
 	}
 	st := store{root: cfg.Root}
 	d, err := st.create(id)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer d.close()
 	now := time.Now()
@@ -57,31 +65,65 @@ func (e Engine) create(id string, cfg *ocicfg.Config) (err error) {
 	// Recorded before anything exists, so that delete --force finds what a killed create
 	// left: the cgroup path is all it needs to find the processes.
 	if err := d.writeState(state); err != nil {
-		return err
+		return 0, err
 	}
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := writeFileAt(d.fd, configFile, specJSON); err != nil {
-		return err
+		return 0, err
 	}
 	if cfg.Monitor {
 		pid, err := e.startMonitor(id, cfg)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		return writePidFile(cfg.PidFile, pid)
+		return pid, writePidFile(cfg.PidFile, pid)
 	}
-	toSocket := func(master *os.File, name string) error {
-		defer master.Close()
-		return sendToConsoleSocket(cfg.ConsoleSocket, master, name)
+	onConsole := func(m *os.File, name string) error {
+		if cfg.ConsoleSocket == "" && master != nil {
+			*master = m
+			return nil
+		}
+		defer m.Close()
+		return sendToConsoleSocket(cfg.ConsoleSocket, m, name)
 	}
-	pid, err := e.createProcess(d, state, spec, cfg, [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, toSocket)
+	pid, err = e.createProcess(d, state, spec, cfg, [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, onConsole)
+	if err != nil {
+		return 0, err
+	}
+	return pid, writePidFile(cfg.PidFile, pid)
+}
+
+// run is create, start, wait and delete in one process, as `runc run`: this process stays
+// the container's parent, passes signals on, shows its terminal when it has one (and no
+// console socket), and exits with its status. Privileges: root.
+func (e Engine) run(id string, cfg *ocicfg.Config) error {
+	ccfg := *cfg
+	ccfg.Action, ccfg.Monitor = ocicfg.ActionCreate, false
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs)
+	defer signal.Stop(sigs)
+	var master *os.File
+	pid, err := e.createWith(id, &ccfg, &master)
 	if err != nil {
 		return err
 	}
-	return writePidFile(cfg.PidFile, pid)
+	if master != nil {
+		defer master.Close()
+		stop := proxyTerminal(master)
+		defer stop()
+	}
+	if err := e.start(id, cfg); err != nil {
+		_ = e.delete(id, &ocicfg.Config{Action: ocicfg.ActionDelete, Root: cfg.Root, Force: true})
+		return err
+	}
+	werr := waitForwarding(pid, sigs, master)
+	if err := e.delete(id, &ocicfg.Config{Action: ocicfg.ActionDelete, Root: cfg.Root, Force: true}); err != nil {
+		return err
+	}
+	return werr
 }
 
 // createProcess starts the container's process and records it; it returns its pid once the

@@ -124,6 +124,8 @@ func Do(id string, cfg *ocicfg.Config) error {
 		return e.delete(id, cfg)
 	case ocicfg.ActionExec:
 		return e.exec(id, cfg)
+	case ocicfg.ActionRun:
+		return e.run(id, cfg)
 	}
 	return fmt.Errorf("unknown action %q: %w", cfg.Action, errdefs.ErrUsage)
 }

@@ -1,4 +1,10 @@
-package cli
+// Package ocicli is the command line of kerr's OCI runtime: the lifecycle commands of
+// `kerr oci` (create, run, start, state, kill, delete, exec), which kerr-runc, the lean
+// runc-compatible binary for containerd, podman and the like, serves too. Each command
+// checks its arguments and runs the action in this process (starter/oci.Do), as root; a
+// container's processes are the starter's. It imports nothing of kerr's image handling, so
+// that kerr-runc starts fast.
+package ocicli
 
 import (
 	"encoding/json"
@@ -18,10 +24,8 @@ import (
 	"github.com/kerr-hpc/kerr/starter/oci"
 )
 
-// The lifecycle commands of the oci group: each checks its arguments and runs the action
-// in this process (starter/oci.Do), as root; a container's processes are the starter's.
-
-func ociLifecycleCommands() []*cli.Command {
+// Commands returns the lifecycle commands.
+func Commands() []*cli.Command {
 	return []*cli.Command{
 		{
 			Name:      "create",
@@ -43,7 +47,7 @@ is the caller's child, as with runc.`,
 				&cli.BoolFlag{Name: "no-monitor", Usage: "no kerr process stays: the container's process is the caller's child (as runc)"},
 				&cli.IntFlag{Name: "preserve-fds", Usage: "pass the caller's fds 3 .. 3+N-1 to the container's process"},
 			},
-			OnUsageError: usageError,
+			OnUsageError: UsageError,
 			Action: func(c *cli.Context) error {
 				id, err := ociID(c)
 				if err != nil {
@@ -73,10 +77,47 @@ is the caller's child, as with runc.`,
 			},
 		},
 		{
+			Name:      "run",
+			Usage:     "create, start and wait for a container, then delete it (as runc run)",
+			ArgsUsage: "ID",
+			Description: `Creates the container from BUNDLE/config.json, starts it, waits for its process
+and deletes it; kerr stays as the container's parent (no monitor), passes signals on and
+exits with the container's status. With process.terminal and no --console-socket, the
+container's terminal is connected to yours.`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Value: ".", Usage: "the bundle directory (config.json and the rootfs)"},
+				&cli.StringFlag{Name: "pid-file", Usage: "write the container process's pid to this file"},
+				&cli.StringFlag{Name: "console-socket", Usage: "unix socket to send the pty master to (process.terminal)"},
+				&cli.BoolFlag{Name: "no-pivot", Usage: "enter the rootfs with MS_MOVE and chroot instead of pivot_root"},
+				&cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for runc compatibility: kerr does not create session keyrings"},
+				&cli.IntFlag{Name: "preserve-fds", Usage: "pass the caller's fds 3 .. 3+N-1 to the container's process"},
+			},
+			OnUsageError: UsageError,
+			Action: func(c *cli.Context) error {
+				id, err := ociID(c)
+				if err != nil {
+					return err
+				}
+				b, err := filepath.Abs(c.String("bundle"))
+				if err != nil {
+					return err
+				}
+				cfg := ocicfg.Config{Action: ocicfg.ActionRun, Bundle: b, NoPivot: c.Bool("no-pivot"),
+					NoNewKeyring: c.Bool("no-new-keyring"), PreserveFDs: c.Int("preserve-fds")}
+				if cfg.PidFile, err = absOrEmpty(c.String("pid-file")); err != nil {
+					return err
+				}
+				if cfg.ConsoleSocket, err = absOrEmpty(c.String("console-socket")); err != nil {
+					return err
+				}
+				return runOCI(c, id, cfg)
+			},
+		},
+		{
 			Name:         "start",
 			Usage:        "start the payload of a created container",
 			ArgsUsage:    "ID",
-			OnUsageError: usageError,
+			OnUsageError: UsageError,
 			Action: func(c *cli.Context) error {
 				id, err := ociID(c)
 				if err != nil {
@@ -92,7 +133,7 @@ is the caller's child, as with runc.`,
 			Description: `Prints the runtime spec's state (ociVersion, id, status, pid, bundle, annotations)
 with createdAt (ns since the epoch), created, rootfs, the monitor's control socket and, once
 stopped, exitStatus (the exit code, or 128+signal) when the monitor recorded it.`,
-			OnUsageError: usageError,
+			OnUsageError: UsageError,
 			Action: func(c *cli.Context) error {
 				id, err := ociID(c)
 				if err != nil {
@@ -111,7 +152,7 @@ process in the container's cgroup gets it (and a stopped container is no error).
 				&cli.StringFlag{Name: "signal", Aliases: []string{"s"}, Usage: "the signal (name or number)"},
 				&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "signal every process of the container"},
 			},
-			OnUsageError: usageError,
+			OnUsageError: UsageError,
 			Action: func(c *cli.Context) error {
 				if err := needArgs(c, 1, 2, "ID [SIGNAL]"); err != nil {
 					return err
@@ -149,7 +190,7 @@ refused unless --force, which kills it first; with --force an unknown ID is no e
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"},
 			},
-			OnUsageError: usageError,
+			OnUsageError: UsageError,
 			Action: func(c *cli.Context) error {
 				id, err := ociID(c)
 				if err != nil {
@@ -176,7 +217,7 @@ described by --process FILE (runtime-spec JSON). kerr exits with the command's s
 				&cli.StringFlag{Name: "pid-file", Usage: "write the process's pid to this file"},
 				&cli.IntFlag{Name: "preserve-fds", Usage: "pass the caller's fds 3 .. 3+N-1 to the process"},
 			},
-			OnUsageError: usageError,
+			OnUsageError: UsageError,
 			Action: func(c *cli.Context) error {
 				if c.NArg() < 1 {
 					return fmt.Errorf("usage: %s ID [COMMAND [ARG...]]: %w", c.Command.HelpName, errdefs.ErrUsage)
@@ -257,14 +298,16 @@ func ociRoot(c *cli.Context) string {
 	return ocicfg.DefaultRoot
 }
 
-// lineageBool is a bool flag set on the command or on its group.
+// lineageBool is a bool flag set on the command or on its group; unset, the default of
+// the application's own flag of that name (kerr-runc's --no-monitor is true), else false.
 func lineageBool(c *cli.Context, name string) bool {
-	for _, l := range c.Lineage() {
+	lineage := c.Lineage()
+	for _, l := range lineage {
 		if l.IsSet(name) {
 			return l.Bool(name)
 		}
 	}
-	return false
+	return lineage[len(lineage)-1].Bool(name)
 }
 
 func absOrEmpty(p string) (string, error) {
@@ -353,4 +396,26 @@ func parseSignal(s string) (int, error) {
 		return int(sig), nil
 	}
 	return 0, fmt.Errorf("unknown signal %q: %w", s, errdefs.ErrUsage)
+}
+
+// UsageError marks a flag or argument error as a usage error (exit 2).
+func UsageError(_ *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%v: %w", err, errdefs.ErrUsage)
+}
+
+// needArgs checks the number of positional arguments.
+func needArgs(c *cli.Context, min, max int, usage string) error {
+	n := c.NArg()
+	if n < min || (max >= 0 && n > max) {
+		return fmt.Errorf("usage: %s %s: %w", c.Command.HelpName, usage, errdefs.ErrUsage)
+	}
+	return nil
+}
+
+// needRoot refuses anyone but root: these commands run containers for root only.
+func needRoot(c *cli.Context) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("'%s' needs root: %w", c.Command.HelpName, errdefs.ErrDenied)
+	}
+	return nil
 }
