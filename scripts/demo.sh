@@ -25,6 +25,9 @@ registry_started=""
 
 cleanup() {
 	local rc=$?
+	if [[ -n ${container:-} ]]; then
+		"$kerr" oci delete --force "$container" >/dev/null 2>&1 || true
+	fi
 	if [[ -n ${bundle_mounted:-} ]]; then
 		"$kerr" oci umount --force "$bundle" || echo "demo: could not unmount $bundle" >&2
 	fi
@@ -91,6 +94,31 @@ if [[ $(id -u) == 0 ]]; then
 	run df -h "$bundle/rootfs"
 	run chroot "$bundle/rootfs" /bin/sh -c 'echo written inside > /hello; cat /hello'
 	run ls "$bundle/overlay/upper"
+
+	say "Run it as an OCI container: create, state, exec, start, state, delete"
+	# The image's entrypoint prints its environment and arguments and exits: exec comes
+	# while the container is created (its process waits for start), and the output of the
+	# entrypoint goes to the monitor's log.
+	container=busybox1
+	run "$kerr" oci create -b "$bundle" busybox1
+	run "$kerr" oci state busybox1
+	run "$kerr" oci exec busybox1 /bin/sh -c 'echo hi from $(hostname); id'
+	run "$kerr" oci start busybox1
+	sleep 0.3
+	run "$kerr" oci state busybox1
+	run cat /run/kerr/busybox1/container.log
+	run "$kerr" oci delete busybox1
+	say "kill: a created container killed with SIGKILL, then deleted"
+	container=busybox2
+	run "$kerr" oci create -b "$bundle" busybox2
+	run "$kerr" oci kill -s KILL busybox2
+	sleep 0.3
+	run "$kerr" oci state busybox2
+	run "$kerr" oci delete busybox2
+	container=""
+	say "run: create, start, wait and delete in one command, the output on this terminal"
+	run "$kerr" oci run -b "$bundle" busybox3 </dev/null
+
 	run "$kerr" oci umount "$bundle"
 	bundle_mounted=""
 	run ls -la "$work"
