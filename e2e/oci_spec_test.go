@@ -310,3 +310,50 @@ func TestOCITerminal(t *testing.T) {
 	e.gone(t, "nomon", 0)
 	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
 }
+
+// create --sync-socket: the socket gets the state at each change, one connection each.
+func TestOCISyncSocket(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	e := newOCIEnv(t, s, []string{"/bin/sleep", "0.3"}, nil)
+	path := filepath.Join(s.Dir(h.Root), "sync.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan specs.State, 8)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			var st specs.State
+			if json.NewDecoder(conn).Decode(&st) == nil {
+				got <- st
+			}
+			conn.Close()
+		}
+	}()
+	e.oci("create", "--sync-socket", path, "-b", e.bundle, "s1").OK(t)
+	e.oci("start", "s1").OK(t)
+	e.waitStatus(t, "s1", "stopped")
+	var statuses []string
+	for len(statuses) < 3 {
+		select {
+		case st := <-got:
+			if st.ID != "s1" {
+				t.Errorf("sync socket got the state of %q", st.ID)
+			}
+			statuses = append(statuses, string(st.Status))
+		case <-time.After(5 * time.Second):
+			t.Fatalf("sync socket got %v, want created, running, stopped", statuses)
+		}
+	}
+	if strings.Join(statuses, " ") != "created running stopped" {
+		t.Errorf("sync socket got %v, want created, running, stopped", statuses)
+	}
+	e.oci("delete", "s1").OK(t)
+	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
+}

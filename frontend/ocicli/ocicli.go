@@ -42,6 +42,7 @@ is the caller's child, as with runc.`,
 				&cli.StringFlag{Name: "log-path", Usage: "write the container's stdout and stderr to this file (needs the monitor)"},
 				&cli.StringFlag{Name: "log-format", Value: ocicfg.LogBasic, Usage: "format of --log-path: basic, kubernetes or json"},
 				&cli.StringFlag{Name: "console-socket", Usage: "unix socket to send the pty master to, for process.terminal without the monitor"},
+				&cli.StringFlag{Name: "sync-socket", Usage: "unix socket to send the state JSON to at each change (created, running, stopped)"},
 				&cli.BoolFlag{Name: "no-pivot", Usage: "enter the rootfs with MS_MOVE and chroot instead of pivot_root"},
 				&cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for runc compatibility: kerr does not create session keyrings"},
 				&cli.BoolFlag{Name: "no-monitor", Usage: "no kerr process stays: the container's process is the caller's child (as runc)"},
@@ -68,6 +69,9 @@ is the caller's child, as with runc.`,
 					return err
 				}
 				if cfg.ConsoleSocket, err = absOrEmpty(c.String("console-socket")); err != nil {
+					return err
+				}
+				if cfg.SyncSocket, err = absOrEmpty(c.String("sync-socket")); err != nil {
 					return err
 				}
 				if _, err := os.Stat(filepath.Join(b, "config.json")); err != nil {

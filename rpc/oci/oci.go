@@ -53,6 +53,9 @@ type Config struct {
 	PreserveFDs int    `json:"preserveFds,omitempty"`
 	LogPath     string `json:"logPath,omitempty"`
 	LogFormat   string `json:"logFormat,omitempty"`
+	// SyncSocket (create): a unix socket that gets the container's state JSON at each
+	// change (created, running, stopped), one connection each, as Singularity sends it.
+	SyncSocket string `json:"syncSocket,omitempty"`
 
 	// kill
 	Signal int  `json:"signal,omitempty"`
@@ -101,7 +104,7 @@ func (c Config) Validate() error {
 		if err := absClean("bundle", c.Bundle); err != nil {
 			return err
 		}
-		for what, p := range map[string]string{"pid file": c.PidFile, "console socket": c.ConsoleSocket, "log path": c.LogPath} {
+		for what, p := range map[string]string{"pid file": c.PidFile, "console socket": c.ConsoleSocket, "log path": c.LogPath, "sync socket": c.SyncSocket} {
 			if p != "" {
 				if err := absClean(what, p); err != nil {
 					return err

@@ -56,6 +56,7 @@ func (e Engine) createWith(id string, cfg *ocicfg.Config, master **os.File) (pid
 	state := &State{
 		ID: id, Bundle: cfg.Bundle, Rootfs: spec.Root.Path, Created: now, Owner: "",
 		Annotations: spec.Annotations, Creating: true, CgroupPath: cgPath, Namespaces: spec.Linux.Namespaces,
+		SyncSocket: cfg.SyncSocket,
 	}
 	defer func() {
 		if err != nil {
@@ -79,6 +80,7 @@ func (e Engine) createWith(id string, cfg *ocicfg.Config, master **os.File) (pid
 		if err != nil {
 			return 0, err
 		}
+		notifySync(state, StatusCreated, pid)
 		return pid, writePidFile(cfg.PidFile, pid)
 	}
 	onConsole := func(m *os.File, name string) error {
@@ -93,6 +95,7 @@ func (e Engine) createWith(id string, cfg *ocicfg.Config, master **os.File) (pid
 	if err != nil {
 		return 0, err
 	}
+	notifySync(state, StatusCreated, pid)
 	return pid, writePidFile(cfg.PidFile, pid)
 }
 

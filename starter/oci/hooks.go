@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -105,4 +106,23 @@ func lastLineOf(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// notifySync sends the container's state with status to its --sync-socket, if it has one:
+// one connection, the state JSON, close. The listener is the caller's; a failure to reach
+// it is a warning, not a failure of the container. Privileges: root.
+func notifySync(s *State, status string, pid int) {
+	if s.SyncSocket == "" {
+		return
+	}
+	conn, err := net.DialTimeout("unix", s.SyncSocket, 2*time.Second)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kerr: warning: sync socket %s: %v\n", s.SyncSocket, err)
+		return
+	}
+	defer conn.Close()
+	_ = conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if _, err := conn.Write(append(hookState(s, status, pid), '\n')); err != nil {
+		fmt.Fprintf(os.Stderr, "kerr: warning: sync socket %s: %v\n", s.SyncSocket, err)
+	}
 }

@@ -138,6 +138,7 @@ func (e Engine) start(id string, cfg *ocicfg.Config) error {
 	if err := unix.Unlinkat(d.fd, execFifo, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("start %q: remove fifo: %w", id, err)
 	}
+	notifySync(s, StatusRunning, s.Pid)
 	// The spec: a failed poststart hook is a warning; the container runs on.
 	if spec, err := readSpec(d); err == nil && spec.Hooks != nil {
 		runHooksWarn("poststart", spec.Hooks.Poststart, hookState(s, StatusRunning, s.Pid))

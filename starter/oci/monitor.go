@@ -71,6 +71,9 @@ func (e Engine) monitor(id string, cfg *ocicfg.Config) error {
 	}
 	code := exitCode(ws)
 	recordExit(m.d, code, time.Now())
+	if st, err := m.d.readState(); err == nil {
+		notifySync(st, StatusStopped, 0)
+	}
 	m.io.wait()
 	m.ctl.stop(code)
 	return nil

@@ -52,6 +52,8 @@ type State struct {
 	MonitorStartTime uint64 `json:"monitorStartTime,omitempty"`
 	ControlSocket    string `json:"controlSocket,omitempty"`
 	AttachSocket     string `json:"attachSocket,omitempty"`
+	// SyncSocket is create's --sync-socket: told of each change of status.
+	SyncSocket string `json:"syncSocket,omitempty"`
 	// ExitStatus and Finished are written by the monitor when the process ends.
 	ExitStatus *int       `json:"exitStatus,omitempty"`
 	Finished   *time.Time `json:"finished,omitempty"`
