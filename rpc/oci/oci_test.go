@@ -1,0 +1,50 @@
+package oci
+
+import (
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestValidate(t *testing.T) {
+	ok := []Config{
+		{Action: ActionCreate, Root: "/run/kerr", Bundle: "/b", Monitor: true, LogPath: "/l", LogFormat: LogJSON},
+		{Action: ActionCreate, Root: "/run/kerr", Bundle: "/b", ConsoleSocket: "/s", PreserveFDs: 3},
+		{Action: ActionRun, Root: "/r", Bundle: "/b"},
+		{Action: ActionKill, Root: "/r", Signal: 9},
+		{Action: ActionExec, Root: "/r", ExecArgs: []string{"sh"}},
+		{Action: ActionExec, Root: "/r", Process: &specs.Process{Args: []string{"sh"}}},
+		{Action: ActionState, Root: "/r"},
+	}
+	for _, c := range ok {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+	bad := map[string]Config{
+		"relative root":           {Action: ActionState, Root: "run"},
+		"unclean bundle":          {Action: ActionCreate, Root: "/r", Bundle: "/b/../c"},
+		"log without monitor":     {Action: ActionCreate, Root: "/r", Bundle: "/b", LogPath: "/l"},
+		"console with monitor":    {Action: ActionCreate, Root: "/r", Bundle: "/b", Monitor: true, ConsoleSocket: "/s"},
+		"bad log format":          {Action: ActionCreate, Root: "/r", Bundle: "/b", Monitor: true, LogFormat: "xml"},
+		"signal 0":                {Action: ActionKill, Root: "/r"},
+		"signal 65":               {Action: ActionKill, Root: "/r", Signal: 65},
+		"exec without args":       {Action: ActionExec, Root: "/r"},
+		"exec with both":          {Action: ActionExec, Root: "/r", ExecArgs: []string{"a"}, Process: &specs.Process{Args: []string{"b"}}},
+		"process without args":    {Action: ActionExec, Root: "/r", Process: &specs.Process{}},
+		"unknown action":          {Action: "pause", Root: "/r"},
+		"preserve-fds negative":   {Action: ActionCreate, Root: "/r", Bundle: "/b", PreserveFDs: -1},
+		"preserve-fds too many":   {Action: ActionCreate, Root: "/r", Bundle: "/b", PreserveFDs: MaxPreserveFDs + 1},
+		"preserve-fds for delete": {Action: ActionDelete, Root: "/r", PreserveFDs: 1},
+		"run with monitor":        {Action: ActionRun, Root: "/r", Bundle: "/b", Monitor: true},
+		"relative sync socket":    {Action: ActionCreate, Root: "/r", Bundle: "/b", SyncSocket: "s"},
+	}
+	for name, c := range bad {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error is not one line: %q", name, err)
+		}
+	}
+}
