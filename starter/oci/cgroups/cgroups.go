@@ -421,8 +421,12 @@ func (m *Manager) Signal(sig unix.Signal) (retErr error) {
 				return fmt.Errorf("cgroups: kill %s: %w", m.path, err)
 			}
 		}
+		// Frozen, no process can fork a new one past the kill. A tree that keeps forking
+		// may not freeze in the library's time on a busy host: then kill in rounds until
+		// the cgroup is empty, which a fork bomb cannot outrun for long either.
 		if err := m.Freeze(); err != nil {
-			return err
+			_ = m.Thaw()
+			return m.killRounds()
 		}
 		defer func() {
 			if err := m.Thaw(); err != nil && retErr == nil {
@@ -444,6 +448,28 @@ func (m *Manager) Signal(sig unix.Signal) (retErr error) {
 		return fmt.Errorf("cgroups: signal %s in %s: %w", unix.SignalName(sig), m.path, errors.Join(errs...))
 	}
 	return nil
+}
+
+// killRounds sends SIGKILL to every process in the cgroup until none is left (or a few
+// seconds have passed), for a cgroup that would not freeze.
+func (m *Manager) killRounds() error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pids, err := m.Pids()
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		for _, pid := range pids {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cgroups: kill %s: %d processes left after SIGKILL", m.path, len(pids))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Destroy removes the cgroup's directories (and any sub-cgroups the container made). It
