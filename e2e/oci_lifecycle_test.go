@@ -31,6 +31,7 @@ type ociState struct {
 	Created       string            `json:"created"`
 	Rootfs        string            `json:"rootfs"`
 	ControlSocket string            `json:"controlSocket"`
+	AttachSocket  string            `json:"attachSocket"`
 	ExitStatus    *int              `json:"exitStatus"`
 }
 
@@ -151,6 +152,9 @@ func TestOCILifecycleWalkthrough(t *testing.T) {
 	}
 	if _, err := os.Stat(st.ControlSocket); err != nil {
 		t.Errorf("control socket: %v", err)
+	}
+	if st.AttachSocket != filepath.Join(e.root, id, "attach.sock") {
+		t.Errorf("attachSocket %q", st.AttachSocket)
 	}
 	pid := st.Pid
 	if comm, _ := os.ReadFile("/proc/" + itoa(pid) + "/comm"); strings.TrimSpace(string(comm)) != "starter" {

@@ -357,3 +357,31 @@ func TestOCISyncSocket(t *testing.T) {
 	e.oci("delete", "s1").OK(t)
 	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
 }
+
+// The monitor's attach socket: a client gets the container's output and feeds its stdin.
+func TestOCIAttachSocket(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	e := newOCIEnv(t, s, []string{"/bin/cat"}, nil)
+	e.oci("create", "-b", e.bundle, "a1").OK(t)
+	st := e.state(t, "a1")
+	e.oci("start", "a1").OK(t)
+	conn, err := net.Dial("unix", st.AttachSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("through the attach socket\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 256)
+	n, err := conn.Read(buf)
+	if err != nil || string(buf[:n]) != "through the attach socket\n" {
+		t.Errorf("attach socket read %q, %v", buf[:n], err)
+	}
+	e.oci("kill", "-s", "KILL", "a1").OK(t)
+	e.waitStatus(t, "a1", "stopped")
+	e.oci("delete", "a1").OK(t)
+	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
+}

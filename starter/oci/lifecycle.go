@@ -60,7 +60,7 @@ func render(s *State, st string) specState {
 		}
 	}
 	if st == StatusStopped && s.MonitorPid != 0 && !alive(s.MonitorPid, s.MonitorStartTime) {
-		out.ControlSocket = ""
+		out.ControlSocket, out.AttachSocket = "", ""
 	}
 	return out
 }

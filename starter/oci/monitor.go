@@ -136,6 +136,9 @@ func (e Engine) monitorSetup(m *monitored, cfg *ocicfg.Config) error {
 	if m.io, err = startLogging(logPath, cfg.LogFormat); err != nil {
 		return err
 	}
+	if m.io.serveAttach(m.d.file(attachSock)) == nil {
+		state.AttachSocket = m.d.file(attachSock)
+	}
 	m.pid, err = e.createProcess(m.d, state, spec, cfg, m.io.container, m.io.addTerminal)
 	m.io.handedOver()
 	return err
@@ -194,8 +197,12 @@ type containerIO struct {
 	terminal  *os.File    // the pty master, when the container has a terminal
 	log       *os.File
 	format    string
-	logMu     sync.Mutex
+	logMu     sync.Mutex // guards log and attached
 	copiers   sync.WaitGroup
+	// attached are the connections to the attach socket: each gets the container's output
+	// as it comes, and what they send goes to its stdin (or terminal).
+	attached map[net.Conn]bool
+	attachLn *net.UnixListener
 }
 
 // startLogging makes the pipes and starts copying what comes out of them into path, one
@@ -244,6 +251,14 @@ func (c *containerIO) copyLines(r *os.File, stream string) {
 			if c.log != nil {
 				_, _ = c.log.WriteString(rec)
 			}
+			for conn := range c.attached {
+				// A client that does not read along is dropped, never waited for.
+				_ = conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				if _, err := conn.Write([]byte(line)); err != nil {
+					conn.Close()
+					delete(c.attached, conn)
+				}
+			}
 			c.logMu.Unlock()
 		}
 		if err != nil {
@@ -255,7 +270,9 @@ func (c *containerIO) copyLines(r *os.File, stream string) {
 // addTerminal logs what the container's terminal shows, as its stdout, and holds the
 // master for the container's life.
 func (c *containerIO) addTerminal(master *os.File, _ string) error {
+	c.logMu.Lock()
 	c.terminal = master
+	c.logMu.Unlock()
 	c.copiers.Add(1)
 	go c.copyLines(master, "stdout")
 	return nil
@@ -284,8 +301,49 @@ func (c *containerIO) wait() {
 	c.close()
 }
 
+// serveAttach listens on path: a client (root only) gets the container's output from the
+// moment it connects, raw, and what it writes goes to the container's stdin, or to its
+// terminal. The socket goes with the container.
+func (c *containerIO) serveAttach(path string) error {
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return err
+	}
+	ln.SetUnlinkOnClose(true)
+	c.attachLn = ln
+	c.attached = map[net.Conn]bool{}
+	go func() {
+		for {
+			conn, err := ln.AcceptUnix()
+			if err != nil {
+				return
+			}
+			if cred, err := peerCred(conn); err != nil || cred.Uid != 0 {
+				conn.Close()
+				continue
+			}
+			c.logMu.Lock()
+			c.attached[conn] = true
+			input := c.stdin
+			if c.terminal != nil {
+				input = c.terminal
+			}
+			c.logMu.Unlock()
+			go func() {
+				if input != nil {
+					_, _ = io.Copy(input, conn)
+				}
+			}()
+		}
+	}()
+	return nil
+}
+
 func (c *containerIO) close() {
 	c.handedOver()
+	if c.attachLn != nil {
+		c.attachLn.Close()
+	}
 	if c.stdin != nil {
 		c.stdin.Close()
 		c.stdin = nil
@@ -295,6 +353,10 @@ func (c *containerIO) close() {
 		c.log.Close()
 		c.log = nil
 	}
+	for conn := range c.attached {
+		conn.Close()
+	}
+	c.attached = nil
 	c.logMu.Unlock()
 }
 

@@ -24,6 +24,7 @@ const (
 	configFile   = "config.json" // the spec as create read it (poststop hooks, kill --all)
 	execFifo     = "exec.fifo"   // the created process waits on it until start
 	controlSock  = "control.sock"
+	attachSock   = "attach.sock"   // the container's stdio, served by the monitor
 	containerLog = "container.log" // the container's output, in monitor mode without --log-path
 )
 
