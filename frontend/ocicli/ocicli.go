@@ -36,46 +36,24 @@ cgroup, ...) and leaves its process waiting for 'kerr oci start ID'. By default 
 monitor stays as the container's parent: it records the exit status (see 'state') and
 serves the control socket. With --no-monitor nothing of kerr stays: the container's process
 is the caller's child, as with runc.`,
-			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Value: ".", Usage: "the bundle directory (config.json and the rootfs)"},
-				&cli.StringFlag{Name: "pid-file", Usage: "write the container process's pid to this file"},
+			Flags: append(bundleFlags(),
 				&cli.StringFlag{Name: "log-path", Usage: "write the container's stdout and stderr to this file (needs the monitor)"},
 				&cli.StringFlag{Name: "log-format", Value: ocicfg.LogBasic, Usage: "format of --log-path: basic, kubernetes or json"},
-				&cli.StringFlag{Name: "console-socket", Usage: "unix socket to send the pty master to, for process.terminal without the monitor"},
 				&cli.StringFlag{Name: "sync-socket", Usage: "unix socket to send the state JSON to at each change (created, running, stopped)"},
-				&cli.BoolFlag{Name: "no-pivot", Usage: "enter the rootfs with MS_MOVE and chroot instead of pivot_root"},
-				&cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for runc compatibility: kerr does not create session keyrings"},
 				&cli.BoolFlag{Name: "no-monitor", Usage: "no kerr process stays: the container's process is the caller's child (as runc)"},
-				&cli.IntFlag{Name: "preserve-fds", Usage: "pass the caller's fds 3 .. 3+N-1 to the container's process"},
-			},
+			),
 			OnUsageError: UsageError,
 			Action: func(c *cli.Context) error {
-				id, err := ociID(c)
+				id, cfg, err := bundleConfig(c, ocicfg.ActionCreate)
 				if err != nil {
 					return err
 				}
-				b, err := filepath.Abs(c.String("bundle"))
-				if err != nil {
-					return err
-				}
-				cfg := ocicfg.Config{Action: ocicfg.ActionCreate, Bundle: b,
-					NoPivot: c.Bool("no-pivot"), NoNewKeyring: c.Bool("no-new-keyring"),
-					Monitor: !lineageBool(c, "no-monitor"), LogFormat: c.String("log-format"),
-					PreserveFDs: c.Int("preserve-fds")}
-				if cfg.PidFile, err = absOrEmpty(c.String("pid-file")); err != nil {
-					return err
-				}
+				cfg.Monitor, cfg.LogFormat = !lineageBool(c, "no-monitor"), c.String("log-format")
 				if cfg.LogPath, err = absOrEmpty(c.String("log-path")); err != nil {
-					return err
-				}
-				if cfg.ConsoleSocket, err = absOrEmpty(c.String("console-socket")); err != nil {
 					return err
 				}
 				if cfg.SyncSocket, err = absOrEmpty(c.String("sync-socket")); err != nil {
 					return err
-				}
-				if _, err := os.Stat(filepath.Join(b, "config.json")); err != nil {
-					return fmt.Errorf("bundle %s has no config.json: %w", b, errdefs.ErrNotFound)
 				}
 				return runOCI(c, id, cfg)
 			},
@@ -88,30 +66,11 @@ is the caller's child, as with runc.`,
 and deletes it; kerr stays as the container's parent (no monitor), passes signals on and
 exits with the container's status. With process.terminal and no --console-socket, the
 container's terminal is connected to yours.`,
-			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Value: ".", Usage: "the bundle directory (config.json and the rootfs)"},
-				&cli.StringFlag{Name: "pid-file", Usage: "write the container process's pid to this file"},
-				&cli.StringFlag{Name: "console-socket", Usage: "unix socket to send the pty master to (process.terminal)"},
-				&cli.BoolFlag{Name: "no-pivot", Usage: "enter the rootfs with MS_MOVE and chroot instead of pivot_root"},
-				&cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for runc compatibility: kerr does not create session keyrings"},
-				&cli.IntFlag{Name: "preserve-fds", Usage: "pass the caller's fds 3 .. 3+N-1 to the container's process"},
-			},
+			Flags:        bundleFlags(),
 			OnUsageError: UsageError,
 			Action: func(c *cli.Context) error {
-				id, err := ociID(c)
+				id, cfg, err := bundleConfig(c, ocicfg.ActionRun)
 				if err != nil {
-					return err
-				}
-				b, err := filepath.Abs(c.String("bundle"))
-				if err != nil {
-					return err
-				}
-				cfg := ocicfg.Config{Action: ocicfg.ActionRun, Bundle: b, NoPivot: c.Bool("no-pivot"),
-					NoNewKeyring: c.Bool("no-new-keyring"), PreserveFDs: c.Int("preserve-fds")}
-				if cfg.PidFile, err = absOrEmpty(c.String("pid-file")); err != nil {
-					return err
-				}
-				if cfg.ConsoleSocket, err = absOrEmpty(c.String("console-socket")); err != nil {
 					return err
 				}
 				return runOCI(c, id, cfg)
@@ -262,6 +221,42 @@ described by --process FILE (runtime-spec JSON). kerr exits with the command's s
 			},
 		},
 	}
+}
+
+// bundleFlags are the flags create and run share.
+func bundleFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Value: ".", Usage: "the bundle directory (config.json and the rootfs)"},
+		&cli.StringFlag{Name: "pid-file", Usage: "write the container process's pid to this file"},
+		&cli.StringFlag{Name: "console-socket", Usage: "unix socket to send the pty master to, for process.terminal without the monitor"},
+		&cli.BoolFlag{Name: "no-pivot", Usage: "enter the rootfs with MS_MOVE and chroot instead of pivot_root"},
+		&cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for runc compatibility: kerr does not create session keyrings"},
+		&cli.IntFlag{Name: "preserve-fds", Usage: "pass the caller's fds 3 .. 3+N-1 to the container's process"},
+	}
+}
+
+// bundleConfig reads the id and bundleFlags into a request for action.
+func bundleConfig(c *cli.Context, action string) (string, ocicfg.Config, error) {
+	id, err := ociID(c)
+	if err != nil {
+		return "", ocicfg.Config{}, err
+	}
+	b, err := filepath.Abs(c.String("bundle"))
+	if err != nil {
+		return "", ocicfg.Config{}, err
+	}
+	if _, err := os.Stat(filepath.Join(b, "config.json")); err != nil {
+		return "", ocicfg.Config{}, fmt.Errorf("bundle %s has no config.json: %w", b, errdefs.ErrNotFound)
+	}
+	cfg := ocicfg.Config{Action: action, Bundle: b, NoPivot: c.Bool("no-pivot"),
+		NoNewKeyring: c.Bool("no-new-keyring"), PreserveFDs: c.Int("preserve-fds")}
+	if cfg.PidFile, err = absOrEmpty(c.String("pid-file")); err != nil {
+		return "", cfg, err
+	}
+	if cfg.ConsoleSocket, err = absOrEmpty(c.String("console-socket")); err != nil {
+		return "", cfg, err
+	}
+	return id, cfg, nil
 }
 
 // ociID checks for exactly one argument, an acceptable container id, and root.

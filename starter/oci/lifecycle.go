@@ -119,16 +119,11 @@ func (e Engine) state(id string, cfg *ocicfg.Config) error {
 // exec fifo, which the process reads, and removes the fifo (from then on the container is
 // running). Then the poststart hooks run.
 func (e Engine) start(id string, cfg *ocicfg.Config) error {
-	st := store{root: cfg.Root}
-	d, err := st.open(id, lockExclusive)
+	d, s, err := openState(cfg.Root, id, lockExclusive)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	s, err := d.readState()
-	if err != nil {
-		return err
-	}
 	if cur := status(d, s); cur != StatusCreated {
 		return fmt.Errorf("container %q is %s, not created: %w", id, cur, errdefs.ErrState)
 	}
@@ -187,6 +182,20 @@ func sendStart(d *dir, s *State) error {
 	return nil
 }
 
+// openState opens, locks and reads the state of container id under root.
+func openState(root, id string, how int) (*dir, *State, error) {
+	d, err := store{root: root}.open(id, how)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := d.readState()
+	if err != nil {
+		d.close()
+		return nil, nil, err
+	}
+	return d, s, nil
+}
+
 // readSpec reads the spec create stored.
 func readSpec(d *dir) (*specs.Spec, error) {
 	b, err := readFileAt(d.fd, configFile, maxConfig*2)
@@ -204,16 +213,11 @@ func readSpec(d *dir) (*specs.Spec, error) {
 // cgroup. The process is addressed by pidfd after checking its start time, so a pid reused
 // by another process is never signalled.
 func (e Engine) kill(id string, cfg *ocicfg.Config) error {
-	st := store{root: cfg.Root}
-	d, err := st.open(id, lockShared)
+	d, s, err := openState(cfg.Root, id, lockShared)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	s, err := d.readState()
-	if err != nil {
-		return err
-	}
 	sig := unix.Signal(cfg.Signal)
 	cur := status(d, s)
 	if cur == StatusStopped || cur == StatusCreating {
