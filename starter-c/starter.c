@@ -544,6 +544,11 @@ __attribute__((constructor)) static void kerr_stage0_init(int argc, char **argv,
 	kerr_stage0.suid_build = 1;
 #endif
 	set_nondumpable();
+	/* The runtime execs container processes through /proc/self/fd/N (a read-only clone of
+	 * this binary), which names the process "N": give it its name back, for ps and the
+	 * admin. */
+	if (prctl(PR_SET_NAME, "starter", 0, 0, 0) != 0)
+		die(KERR_EXIT_FATAL, "prctl(PR_SET_NAME): %m");
 	ensure_stdio();
 	drop_privileges();
 	/* Changing effective ids resets dumpable to fs.suid_dumpable, which may be 1: set it
