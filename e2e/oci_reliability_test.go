@@ -20,10 +20,17 @@ import (
 
 // quiet runs `kerr oci --root ROOT args...` with stdio on /dev/null: without the monitor
 // the container's process keeps create's stdio, which would hold the harness's pipes.
+// Its stderr goes to a file, shown in the result when it fails.
 func (e *ociEnv) quiet(t *testing.T, args ...string) harness.Result {
 	t.Helper()
-	return e.s.Exec(h.Root, harness.Opts{}, "/bin/sh", append([]string{"-c", `exec "$@" </dev/null >/dev/null 2>&1`, "sh",
-		h.Kerr, "oci", "--root", e.root}, args...)...)
+	errFile := filepath.Join(e.s.Dir(h.Root), "quiet.stderr")
+	r := e.s.Exec(h.Root, harness.Opts{}, "/bin/sh", append([]string{"-c", `f=$1; shift; exec "$@" </dev/null >/dev/null 2>"$f"`, "sh",
+		errFile, h.Kerr, "oci", "--root", e.root}, args...)...)
+	if r.Code != 0 {
+		b, _ := os.ReadFile(errFile)
+		r.Stderr = string(b)
+	}
+	return r
 }
 
 // inCgroup lists the host's processes in the cgroup /kerr/ID of any hierarchy.
