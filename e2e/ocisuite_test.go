@@ -64,7 +64,8 @@ var ociExpectedPass = []string{
 	"linux_sysctl",
 	"linux_uid_mappings",
 	"mounts",
-	"poststart",
+	// poststart is left out: it races the hook's echo against the payload's (both run
+	// right after the payload's execve), so it fails now and then for any runtime.
 	"poststart_fail",
 	"poststop",
 	"poststop_fail",
