@@ -1,9 +1,10 @@
 // Command lifecycle benchmarks the OCI container lifecycle of `kerr oci` (create, start,
-// state, kill, delete; with kerr's monitor and with --no-monitor) against runc and crun on
-// the same bundle: a static busybox rootfs and the config.json of `runc spec`, running
-// /bin/true. It measures a `run` (create + start + wait for the exit + delete, and runc's
-// and crun's own `run`), each command apart, 50 containers at once, and the peak RSS of
-// every command and of kerr's monitor. Run it as root from the repository root:
+// state, kill, delete; with kerr's monitor and with --no-monitor; and `kerr oci run`) and of
+// kerr-runc (kerr's runtime with runc's command line: its four commands and its `run`)
+// against runc and crun on the same bundle: a static busybox rootfs and the config.json of
+// `runc spec`, running /bin/true. It measures a `run` (create + start + wait for the exit +
+// delete, and each runtime's own `run`), each command apart, 50 containers at once, and the
+// peak RSS of every command and of kerr's monitor. Run it as root from the repository root:
 //
 //	go run ./bench/lifecycle [-n 20]
 //
@@ -194,18 +195,11 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	b.runtimes = []*ociRuntime{
 		{name: "runc", bin: tools["runc"], root: filepath.Join(runDir, "root-runc")},
 		{name: "crun", bin: tools["crun"], root: filepath.Join(runDir, "root-crun")},
-		{name: "kerr", bin: kerr, root: filepath.Join(runDir, "root-kerr")},
+		{name: "kerr", bin: kerr.kerr, root: filepath.Join(runDir, "root-kerr")},
+		{name: "kerr-runc", bin: kerr.runc, root: filepath.Join(runDir, "root-kerr-runc")},
 	}
 	defer b.cleanup()
-	runc, crun, k := b.runtimes[0], b.runtimes[1], b.runtimes[2]
-	variants := []*variant{
-		{Key: "runc-run", Name: "runc run", rt: runc, run: true},
-		{Key: "runc", Name: "runc", rt: runc},
-		{Key: "crun-run", Name: "crun run", rt: crun, run: true},
-		{Key: "crun", Name: "crun", rt: crun},
-		{Key: "kerr", Name: "kerr", rt: k},
-		{Key: "kerr-nomon", Name: "kerr --no-monitor", rt: k, noMonitor: true},
-	}
+	variants := makeVariants(b.runtimes[0], b.runtimes[1], b.runtimes[2], b.runtimes[3])
 	// Reference points: starting the process, and starting it in the spec's namespaces.
 	bbox := filepath.Join(bundles["true"], "rootfs", "bin", "busybox")
 	refs := []*variant{
@@ -246,6 +240,23 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 		return false, err
 	}
 	return len(rep.Errors) > 0, nil
+}
+
+// makeVariants is what the benchmark compares, in the tables' order: runc's and crun's
+// `run` and four commands; kerr's four commands with its monitor and without, its `run`;
+// kerr-runc's four commands and its `run`.
+func makeVariants(runc, crun, k, kr *ociRuntime) []*variant {
+	return []*variant{
+		{Key: "runc-run", Name: "runc run", rt: runc, run: true},
+		{Key: "runc", Name: "runc", rt: runc},
+		{Key: "crun-run", Name: "crun run", rt: crun, run: true},
+		{Key: "crun", Name: "crun", rt: crun},
+		{Key: "kerr", Name: "kerr", rt: k},
+		{Key: "kerr-nomon", Name: "kerr --no-monitor", rt: k, noMonitor: true},
+		{Key: "kerr-run", Name: "kerr run", rt: k, run: true},
+		{Key: "kerr-runc", Name: "kerr-runc", rt: kr},
+		{Key: "kerr-runc-run", Name: "kerr-runc run", rt: kr, run: true},
+	}
 }
 
 // cleanup deletes every container this run left (with --force, by the runtime that made

@@ -106,7 +106,9 @@ type rssSeries struct {
 	Median  rssRun   `json:"median"`
 }
 
-// ratio is a baseline's median over kerr's: above 1, kerr is faster (or smaller).
+// ratio is a baseline's median over kerr's: above 1, kerr is faster (or smaller). Every
+// baseline (runc's and crun's run and four commands) is compared with every kerr variant
+// (kerr oci with and without the monitor, kerr oci run, kerr-runc and kerr-runc run).
 type ratio struct {
 	Baseline string  `json:"baseline"`
 	Kerr     string  `json:"kerr"`
@@ -126,7 +128,7 @@ type stepRatio struct {
 // The pairs the ratios compare.
 var (
 	baselineKeys = []string{"runc-run", "runc", "crun-run", "crun"}
-	kerrKeys     = []string{"kerr", "kerr-nomon"}
+	kerrKeys     = []string{"kerr", "kerr-nomon", "kerr-run", "kerr-runc", "kerr-runc-run"}
 )
 
 func newReport(c config, host harness.Host) *report {
@@ -137,12 +139,13 @@ func newReport(c config, host harness.Host) *report {
 	}
 }
 
-func hostInfo(kerr string, tools map[string]string, busybox string) harness.Host {
+func hostInfo(kerr kerrBins, tools map[string]string, busybox string) harness.Host {
 	return harness.HostInfo(map[string][]string{
-		"kerr":    {kerr, "--version"},
-		"runc":    {tools["runc"], "--version"},
-		"crun":    {tools["crun"], "--version"},
-		"busybox": {busybox, "--help"},
+		"kerr":      {kerr.kerr, "--version"},
+		"kerr-runc": {kerr.runc, "--version"},
+		"runc":      {tools["runc"], "--version"},
+		"crun":      {tools["crun"], "--version"},
+		"busybox":   {busybox, "--help"},
 	})
 }
 
@@ -344,7 +347,7 @@ func (r *report) printTable(w io.Writer) {
 		r.Host.CPUs, r.Host.Kernel, r.Iterations, r.ConcIterations, r.RSSIterations)
 	fmt.Fprintf(w, "process %s, namespaces %s, in %s\n", strings.Join(r.Spec.Args, " "), strings.Join(r.Spec.Namespaces, ","), r.Namespace)
 
-	fmt.Fprintln(w, "\n1. run of /bin/true: create + start + wait for the exit + delete (runc, crun: also their own run), ms")
+	fmt.Fprintln(w, "\n1. run of /bin/true: create + start + wait for the exit + delete, or the runtime's own run, ms")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, s := range r.Run {
 		fmt.Fprintf(tw, "%s\t%s\t\n", r.name(s.Variant), f1(s.Median))
@@ -454,17 +457,27 @@ func (r *report) printRatios(w io.Writer, rs []ratio, what string) {
 	if len(rs) == 0 {
 		return
 	}
+	// The columns: the kerr variants that have a ratio (one that failed has none).
+	var cols []string
+	for _, k := range kerrKeys {
+		for _, x := range rs {
+			if x.Kerr == k {
+				cols = append(cols, k)
+				break
+			}
+		}
+	}
 	fmt.Fprintf(w, "%s ratio baseline/kerr (above 1: kerr better):\n", what)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "\t")
-	for _, k := range kerrKeys {
+	for _, k := range cols {
 		fmt.Fprintf(tw, "vs %s\t", r.name(k))
 	}
 	fmt.Fprintln(tw)
 	for _, b := range baselineKeys {
 		line := r.name(b) + "\t"
 		any := false
-		for _, k := range kerrKeys {
+		for _, k := range cols {
 			v := 0.0
 			for _, x := range rs {
 				if x.Baseline == b && x.Kerr == k {

@@ -11,8 +11,9 @@ import (
 )
 
 func TestRatios(t *testing.T) {
-	got := ratios(map[string]float64{"runc-run": 30, "runc": 40, "crun": 10, "kerr": 20, "kerr-nomon": 0})
-	want := []ratio{{"runc-run", "kerr", 1.5}, {"runc", "kerr", 2}, {"crun", "kerr", 0.5}}
+	got := ratios(map[string]float64{"runc-run": 30, "runc": 40, "crun": 10, "kerr": 20, "kerr-nomon": 0, "kerr-runc-run": 10})
+	want := []ratio{{"runc-run", "kerr", 1.5}, {"runc-run", "kerr-runc-run", 3}, {"runc", "kerr", 2}, {"runc", "kerr-runc-run", 4},
+		{"crun", "kerr", 0.5}, {"crun", "kerr-runc-run", 1}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ratios = %v, want %v (pairs without both medians left out)", got, want)
 	}
@@ -28,6 +29,7 @@ func TestSummarize(t *testing.T) {
 	r.series(&r.Run, "exec-true").Runs = []float64{1}
 	r.stepSeries("crun").Runs = []steps{{Create: 4, Start: 2, State: 1, Delete: 3, Wait: 9}, {Create: 6, Start: 2, State: 1, Delete: 3}}
 	r.stepSeries("kerr-nomon").Runs = []steps{{Create: 10, Start: 1, State: 2, Delete: 2}}
+	r.stepSeries("kerr-runc").Runs = []steps{{Create: 5, Start: 1, State: 1, Delete: 2}}
 	r.rssSeries("crun-run").Runs = []rssRun{{Run: 3000}, {Run: 3400}, {Run: 3200}}
 	r.rssSeries("kerr").Runs = []rssRun{
 		{Create: 10000, Start: 10400, State: 9000, Kill: 9000, Delete: 9000, MonitorRSS: 11000},
@@ -48,10 +50,13 @@ func TestSummarize(t *testing.T) {
 	if got := r.stepSeries("crun").Median; got.Create != 5 || got.Wait != 4.5 || got.Delete != 3 {
 		t.Errorf("crun step medians %+v", got)
 	}
-	if len(r.StepRatios) != 1 {
-		t.Fatalf("step ratios %+v, want crun/kerr-nomon only", r.StepRatios)
+	if len(r.StepRatios) != 2 {
+		t.Fatalf("step ratios %+v, want crun/kerr-nomon and crun/kerr-runc only", r.StepRatios)
 	}
 	if sr := r.StepRatios[0]; sr.Baseline != "crun" || sr.Kerr != "kerr-nomon" || sr.Create != 0.5 || sr.Start != 2 || sr.Total != 11.0/15 {
+		t.Errorf("step ratio %+v", sr)
+	}
+	if sr := r.StepRatios[1]; sr.Baseline != "crun" || sr.Kerr != "kerr-runc" || sr.Create != 1 || sr.Delete != 1.5 || sr.Total != 11.0/9 {
 		t.Errorf("step ratio %+v", sr)
 	}
 	k := r.rssSeries("kerr")
@@ -71,9 +76,11 @@ func TestSummarize(t *testing.T) {
 
 func TestPrintTable(t *testing.T) {
 	r := &report{Iterations: 3, Concurrency: 50, Others: map[string]float64{"run": 0.4}}
-	r.Variants = []variantInfo{{Key: "runc", Name: "runc"}, {Key: "kerr", Name: "kerr"}, {Key: "kerr-nomon", Name: "kerr --no-monitor"}}
+	r.Variants = []variantInfo{{Key: "runc", Name: "runc"}, {Key: "kerr", Name: "kerr"}, {Key: "kerr-nomon", Name: "kerr --no-monitor"},
+		{Key: "kerr-runc-run", Name: "kerr-runc run"}}
 	r.series(&r.Run, "runc").Runs = []float64{30}
 	r.series(&r.Run, "kerr").Runs = []float64{20}
+	r.series(&r.Run, "kerr-runc-run").Runs = []float64{12}
 	r.series(&r.Concurrent, "kerr").Runs = []float64{1000}
 	r.stepSeries("runc").Runs = []steps{{Create: 4, Start: 2, State: 1, Delete: 3}}
 	r.stepSeries("kerr").Runs = []steps{{Create: 2, Start: 2, State: 1, Delete: 3}}
@@ -85,7 +92,9 @@ func TestPrintTable(t *testing.T) {
 	r.printTable(&buf)
 	out := buf.String()
 	for _, want := range []string{
-		"runc  30.0", "kerr  20.0",
+		"runc  30.0", "kerr  20.0", "kerr-runc run  12.0",
+		// Columns only for the kerr variants with a ratio.
+		"        vs kerr  vs kerr-runc run\n  runc     1.50              2.50\n",
 		"runc/kerr", "2.00", // create ratio
 		"kerr  1000.0  (50 containers/s)",
 		"create  10.0",
@@ -96,6 +105,38 @@ func TestPrintTable(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestVariants(t *testing.T) {
+	rts := []*ociRuntime{{name: "runc"}, {name: "crun"}, {name: "kerr"}, {name: "kerr-runc"}}
+	vs := makeVariants(rts[0], rts[1], rts[2], rts[3])
+	var keys, runs, kerrs []string
+	for _, v := range vs {
+		keys = append(keys, v.Key)
+		if v.run {
+			runs = append(runs, v.Key)
+		}
+		if v.rt.name == "kerr" || v.rt.name == "kerr-runc" {
+			kerrs = append(kerrs, v.Key)
+		}
+	}
+	want := []string{"runc-run", "runc", "crun-run", "crun", "kerr", "kerr-nomon", "kerr-run", "kerr-runc", "kerr-runc-run"}
+	if !reflect.DeepEqual(keys, want) {
+		t.Errorf("variants %q, want %q", keys, want)
+	}
+	if want := []string{"runc-run", "crun-run", "kerr-run", "kerr-runc-run"}; !reflect.DeepEqual(runs, want) {
+		t.Errorf("run variants %q, want %q", runs, want)
+	}
+	// Every kerr variant is compared with every baseline, and nothing else.
+	if !reflect.DeepEqual(kerrs, kerrKeys) || !reflect.DeepEqual(keys[:4], baselineKeys) {
+		t.Errorf("kerr variants %q, baselines %q; the ratios compare %q with %q", kerrs, keys[:4], kerrKeys, baselineKeys)
+	}
+	// Only kerr oci's four commands in its default mode wait on the monitor.
+	for _, v := range vs {
+		if got, want := v.monitored(), v.Key == "kerr"; got != want {
+			t.Errorf("%s: monitored() = %v, want %v", v.Key, got, want)
 		}
 	}
 }
@@ -114,6 +155,18 @@ func TestShownCommands(t *testing.T) {
 	}
 	if got := (&variant{rt: c, run: true}).shownCommands(); !reflect.DeepEqual(got, []string{"crun --root ROOT --cgroup-manager=cgroupfs run --bundle BUNDLE ID"}) {
 		t.Errorf("crun run: %q", got)
+	}
+	if got := (&variant{rt: k, run: true}).shownCommands(); !reflect.DeepEqual(got, []string{"kerr oci --root ROOT run --bundle BUNDLE ID"}) {
+		t.Errorf("kerr run: %q", got)
+	}
+	kr := &ociRuntime{name: "kerr-runc", bin: "/p/bin/kerr-runc", root: "/w/root-kerr-runc"}
+	got = (&variant{rt: kr}).shownCommands()
+	if got[0] != "kerr-runc --root ROOT create --bundle BUNDLE --pid-file FILE ID" || !strings.Contains(got[2], "wait4") ||
+		got[3] != "kerr-runc --root ROOT state ID" {
+		t.Errorf("kerr-runc: %q", got)
+	}
+	if got := (&variant{rt: kr, run: true}).cmd("run", "--bundle", "/b", "x"); !reflect.DeepEqual(got, []string{"/p/bin/kerr-runc", "--root", "/w/root-kerr-runc", "run", "--bundle", "/b", "x"}) {
+		t.Errorf("kerr-runc run: %q", got)
 	}
 	// The real command line keeps the binary and the root.
 	if got := nomon.cmd("kill", "x", "KILL"); !reflect.DeepEqual(got, []string{"/p/bin/kerr", "oci", "--root", "/w/root-kerr", "--no-monitor", "kill", "x", "KILL"}) {

@@ -15,27 +15,39 @@ import (
 
 // ociRuntime is one OCI runtime binary with its own state root.
 type ociRuntime struct {
-	name string // runc, crun, kerr
+	name string // runc, crun, kerr, kerr-runc
 	bin  string
 	root string
 }
 
 // variant is one way of running a container that the benchmark measures.
 type variant struct {
-	Key  string // in IDs and the JSON report: runc-run, runc, crun-run, crun, kerr, kerr-nomon
+	// In IDs and the JSON report: runc-run, runc, crun-run, crun, kerr, kerr-nomon, kerr-run,
+	// kerr-runc, kerr-runc-run.
+	Key  string
 	Name string // in the tables
 	rt   *ociRuntime
 	// run: one `run` command does create, start, wait and delete; else the four commands.
 	run       bool
-	noMonitor bool // kerr --no-monitor
+	noMonitor bool // kerr oci --no-monitor (kerr-runc never has a monitor)
 	// ref: a reference point outside the comparison (no runtime: argv is the command).
 	ref   bool
 	argv  []string
 	shown string // argv as the report shows it
 }
 
-func (v *variant) kerr() bool      { return v.rt != nil && v.rt.name == "kerr" }
-func (v *variant) monitored() bool { return v.kerr() && !v.noMonitor }
+// kerr is a variant of `kerr oci` (not of kerr-runc).
+func (v *variant) kerr() bool { return v.rt != nil && v.rt.name == "kerr" }
+
+// kerrState: the runtime keeps kerr's state.json (kerr oci and kerr-runc).
+func (v *variant) kerrState() bool {
+	return v.rt != nil && (v.rt.name == "kerr" || v.rt.name == "kerr-runc")
+}
+
+// monitored: the container's process is the child of kerr's monitor, which answers the
+// wait on its control socket. `kerr oci run` stays the container's parent itself, and
+// kerr-runc, like runc and crun, leaves the process to the caller's subreaper.
+func (v *variant) monitored() bool { return v.kerr() && !v.noMonitor && !v.run }
 
 // cmd is the command line of a runtime subcommand op for v.
 func (v *variant) cmd(op string, args ...string) []string {
@@ -49,7 +61,7 @@ func (v *variant) cmd(op string, args ...string) []string {
 	case "crun":
 		// cgroupfs, as runc and kerr: systemd may not even run here.
 		argv = []string{v.rt.bin, "--root", v.rt.root, "--cgroup-manager=cgroupfs"}
-	default:
+	default: // runc, kerr-runc
 		argv = []string{v.rt.bin, "--root", v.rt.root}
 	}
 	return append(append(argv, op), args...)
@@ -112,6 +124,19 @@ func (b *bench) create(w *worker, c *container, bundle string, rss bool) (result
 	os.Remove(c.pidFile)
 	if c.pid, err = parsePidFile(string(data)); err != nil {
 		return r, fmt.Errorf("%s create %s: --pid-file: %w", c.v.Name, c.id, err)
+	}
+	// Not timed. Without the monitor the wait is wait4 of that pid as the subreaper: a
+	// monitor left by create would be the process's parent and reap it, and the wait would
+	// only time out. Say so at once.
+	if c.v.kerrState() && !c.v.monitored() {
+		st, err := readKerrState(filepath.Join(c.v.rt.root, c.id, "state.json"))
+		if err != nil {
+			return r, fmt.Errorf("%s create %s: %w", c.v.Name, c.id, err)
+		}
+		if st.MonitorPid > 0 {
+			return r, fmt.Errorf("%s create %s left kerr's monitor (state.json: monitorPid %d), the parent of the container's process, which should be the caller's child",
+				c.v.Name, c.id, st.MonitorPid)
+		}
 	}
 	return r, nil
 }

@@ -88,10 +88,16 @@ func checkScratch(dir string) error {
 	return nil
 }
 
-// install returns the kerr binary to measure: the one in -prefix, or one configured and
+// kerrBins are the installed binaries the benchmark measures.
+type kerrBins struct {
+	kerr string // PREFIX/bin/kerr
+	runc string // PREFIX/bin/kerr-runc
+}
+
+// install returns the kerr binaries to measure: those in -prefix, or those configured and
 // installed into the scratch dir (the starter's path is fixed at build time, so the oci
 // commands need an install, not a bare binary).
-func install(ctx context.Context, root, work, prefix string) (string, error) {
+func install(ctx context.Context, root, work, prefix string) (kerrBins, error) {
 	if prefix == "" {
 		prefix = filepath.Join(work, "prefix")
 		build := filepath.Join(work, "build")
@@ -99,7 +105,7 @@ func install(ctx context.Context, root, work, prefix string) (string, error) {
 		harness.Logf("building and installing kerr into %s (log: %s)", prefix, logPath)
 		lf, err := os.Create(logPath)
 		if err != nil {
-			return "", err
+			return kerrBins{}, err
 		}
 		defer lf.Close()
 		for _, argv := range [][]string{
@@ -110,15 +116,25 @@ func install(ctx context.Context, root, work, prefix string) (string, error) {
 			cmd.Dir = root
 			cmd.Stdout, cmd.Stderr = lf, lf
 			if err := cmd.Run(); err != nil {
-				return "", fmt.Errorf("%s: %w (see %s)", strings.Join(argv, " "), err, logPath)
+				return kerrBins{}, fmt.Errorf("%s: %w (see %s)", strings.Join(argv, " "), err, logPath)
 			}
 		}
 	}
-	kerr := filepath.Join(prefix, "bin", "kerr")
-	if _, err := os.Stat(kerr); err != nil {
-		return "", fmt.Errorf("no kerr in %s: %w", prefix, err)
+	var bins kerrBins
+	for _, b := range []struct {
+		dst  *string
+		name string
+	}{{&bins.kerr, "kerr"}, {&bins.runc, "kerr-runc"}} {
+		p, err := filepath.Abs(filepath.Join(prefix, "bin", b.name))
+		if err != nil {
+			return kerrBins{}, err
+		}
+		if _, err := os.Stat(p); err != nil {
+			return kerrBins{}, fmt.Errorf("no %s in %s (make install puts kerr and kerr-runc in PREFIX/bin): %w", b.name, prefix, err)
+		}
+		*b.dst = p
 	}
-	return filepath.Abs(kerr)
+	return bins, nil
 }
 
 // busyboxApplets are the symlinks the bundles' rootfs needs: the processes' commands.
