@@ -385,3 +385,40 @@ func TestOCIAttachSocket(t *testing.T) {
 	e.oci("delete", "a1").OK(t)
 	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
 }
+
+// kerr-runc: runc's command line and runc's process model, no kerr process left after
+// create (the state has no monitor), the exit status unknown to state.
+func TestKerrRuncLeavesNoMonitor(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	e := newOCIEnv(t, s, []string{"/bin/sleep", "0.2"}, nil)
+	runc := filepath.Join(h.Prefix, "bin", "kerr-runc")
+	r := s.Exec(h.Root, harness.Opts{}, "/bin/sh", "-c", `exec "$@" </dev/null >/dev/null 2>&1`, "sh",
+		runc, "--root", e.root, "create", "--bundle", e.bundle, "--pid-file", filepath.Join(e.root, "pid"), "r1")
+	r.OK(t)
+	b, err := os.ReadFile(filepath.Join(e.root, "r1", "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "monitorPid") {
+		t.Errorf("kerr-runc create left a monitor: %s", b)
+	}
+	pid, err := os.ReadFile(filepath.Join(e.root, "pid"))
+	if err != nil || len(pid) == 0 || strings.ContainsAny(string(pid), "\n ") {
+		t.Errorf("pid file %q (%v): want digits only", pid, err)
+	}
+	s.Exec(h.Root, harness.Opts{}, runc, "--root", e.root, "start", "r1").OK(t)
+	e.waitStatus(t, "r1", "stopped")
+	s.Exec(h.Root, harness.Opts{}, runc, "--root", e.root, "delete", "r1").OK(t)
+	// An error goes to --log as a JSON line too.
+	logFile := filepath.Join(s.Dir(h.Root), "runc.log")
+	r = s.Exec(h.Root, harness.Opts{}, runc, "--root", e.root, "--log", logFile, "--log-format", "json", "state", "nosuch")
+	if r.Code != 4 {
+		t.Errorf("state of an unknown id: exit %d, want 4", r.Code)
+	}
+	var rec struct{ Level, Msg, Time string }
+	if lb, err := os.ReadFile(logFile); err != nil || json.Unmarshal(lb, &rec) != nil || rec.Level != "error" || !strings.Contains(rec.Msg, "nosuch") {
+		t.Errorf("--log got %q (%v)", lb, err)
+	}
+	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
+}

@@ -298,15 +298,20 @@ func ociRoot(c *cli.Context) string {
 }
 
 // lineageBool is a bool flag set on the command or on its group; unset, the default of
-// the application's own flag of that name (kerr-runc's --no-monitor is true), else false.
+// the application's own flag of that name (kerr-runc's hidden --no-monitor is true), else
+// false.
 func lineageBool(c *cli.Context, name string) bool {
-	lineage := c.Lineage()
-	for _, l := range lineage {
+	for _, l := range c.Lineage() {
 		if l.IsSet(name) {
 			return l.Bool(name)
 		}
 	}
-	return lineage[len(lineage)-1].Bool(name)
+	for _, f := range c.App.Flags {
+		if b, ok := f.(*cli.BoolFlag); ok && b.Name == name {
+			return b.Value
+		}
+	}
+	return false
 }
 
 func absOrEmpty(p string) (string, error) {
