@@ -422,3 +422,41 @@ func TestKerrRuncLeavesNoMonitor(t *testing.T) {
 	}
 	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
 }
+
+// pause freezes the container (state says paused), resume thaws it; update changes a
+// running container's limits in its cgroup.
+func TestOCIPauseResumeUpdate(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	e := newOCIEnv(t, s, nil, nil)
+	e.oci("create", "-b", e.bundle, "p1").OK(t)
+	e.oci("resume", "p1").Fails(t, 9)
+	e.oci("start", "p1").OK(t)
+	e.waitStatus(t, "p1", "running")
+	e.oci("pause", "p1").OK(t)
+	if st := e.state(t, "p1"); st.Status != "paused" {
+		t.Errorf("after pause: %s", st.Status)
+	}
+	freezer, _ := os.ReadFile("/sys/fs/cgroup/freezer/kerr/p1/freezer.state")
+	if strings.TrimSpace(string(freezer)) != "FROZEN" {
+		t.Errorf("freezer.state %q, want FROZEN", freezer)
+	}
+	e.oci("pause", "p1").Fails(t, 9)
+	e.oci("resume", "p1").OK(t)
+	e.waitStatus(t, "p1", "running")
+
+	e.oci("update", "--pids-limit", "42", "--memory", "134217728", "p1").OK(t)
+	if b, _ := os.ReadFile("/sys/fs/cgroup/pids/kerr/p1/pids.max"); strings.TrimSpace(string(b)) != "42" {
+		t.Errorf("pids.max %q after update, want 42", b)
+	}
+	if b, _ := os.ReadFile("/sys/fs/cgroup/memory/kerr/p1/memory.limit_in_bytes"); strings.TrimSpace(string(b)) != "134217728" {
+		t.Errorf("memory.limit_in_bytes %q after update", b)
+	}
+	e.oci("update", "p1").Fails(t, 2)
+	e.oci("kill", "p1").OK(t)
+	e.waitStatus(t, "p1", "stopped")
+	e.oci("update", "--pids-limit", "5", "p1").Fails(t, 9)
+	e.oci("delete", "p1").OK(t)
+	e.gone(t, "p1", 0)
+	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
+}

@@ -163,6 +163,59 @@ refused unless --force, which kills it first; with --force an unknown ID is no e
 			},
 		},
 		{
+			Name:         "pause",
+			Usage:        "freeze every process of a running container",
+			ArgsUsage:    "ID",
+			OnUsageError: UsageError,
+			Action: func(c *cli.Context) error {
+				id, err := ociID(c)
+				if err != nil {
+					return err
+				}
+				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionPause})
+			},
+		},
+		{
+			Name:         "resume",
+			Usage:        "thaw a paused container",
+			ArgsUsage:    "ID",
+			OnUsageError: UsageError,
+			Action: func(c *cli.Context) error {
+				id, err := ociID(c)
+				if err != nil {
+					return err
+				}
+				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionResume})
+			},
+		},
+		{
+			Name:      "update",
+			Usage:     "change the resource limits of a container",
+			ArgsUsage: "ID",
+			Description: `Sets new cgroup limits: the linux.resources JSON in --resources FILE ("-": stdin),
+and/or the flags, which override it. Unset limits stay as they are.`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "resources", Aliases: []string{"r"}, Usage: "a runtime-spec linux.resources JSON file, - for stdin"},
+				&cli.Int64Flag{Name: "memory", Usage: "memory limit in bytes (-1: none)"},
+				&cli.Int64Flag{Name: "pids-limit", Usage: "most processes (-1: none)"},
+				&cli.Int64Flag{Name: "cpu-quota", Usage: "CPU time in microseconds per period (-1: none)"},
+				&cli.Uint64Flag{Name: "cpu-period", Usage: "the CPU period in microseconds"},
+				&cli.Uint64Flag{Name: "cpu-shares", Usage: "relative CPU weight"},
+			},
+			OnUsageError: UsageError,
+			Action: func(c *cli.Context) error {
+				id, err := ociID(c)
+				if err != nil {
+					return err
+				}
+				r, err := updateResources(c)
+				if err != nil {
+					return err
+				}
+				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionUpdate, Resources: r})
+			},
+		},
+		{
 			Name:      "exec",
 			Usage:     "run another process in a running container",
 			ArgsUsage: "ID [COMMAND [ARG...]]",
@@ -221,6 +274,68 @@ described by --process FILE (runtime-spec JSON). kerr exits with the command's s
 			},
 		},
 	}
+}
+
+// updateResources reads update's --resources file and lays its flags over it.
+func updateResources(c *cli.Context) (*specs.LinuxResources, error) {
+	r := &specs.LinuxResources{}
+	if f := c.String("resources"); f != "" {
+		var b []byte
+		var err error
+		if f == "-" {
+			b, err = readAllLimited(os.Stdin, 1<<20)
+		} else {
+			var fh *os.File
+			if fh, err = os.Open(f); err == nil {
+				b, err = readAllLimited(fh, 1<<20)
+				fh.Close()
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--resources %s: %w", f, err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(r); err != nil {
+			return nil, fmt.Errorf("--resources %s: %v: %w", f, err, errdefs.ErrUsage)
+		}
+	}
+	set := false
+	if c.IsSet("memory") {
+		v := c.Int64("memory")
+		if r.Memory == nil {
+			r.Memory = &specs.LinuxMemory{}
+		}
+		r.Memory.Limit, set = &v, true
+	}
+	if c.IsSet("pids-limit") {
+		v := c.Int64("pids-limit")
+		r.Pids, set = &specs.LinuxPids{Limit: &v}, true
+	}
+	for _, name := range []string{"cpu-quota", "cpu-period", "cpu-shares"} {
+		if !c.IsSet(name) {
+			continue
+		}
+		if r.CPU == nil {
+			r.CPU = &specs.LinuxCPU{}
+		}
+		switch name {
+		case "cpu-quota":
+			v := c.Int64(name)
+			r.CPU.Quota = &v
+		case "cpu-period":
+			v := c.Uint64(name)
+			r.CPU.Period = &v
+		case "cpu-shares":
+			v := c.Uint64(name)
+			r.CPU.Shares = &v
+		}
+		set = true
+	}
+	if !set && c.String("resources") == "" {
+		return nil, fmt.Errorf("update needs --resources or a limit flag: %w", errdefs.ErrUsage)
+	}
+	return r, nil
 }
 
 // bundleFlags are the flags create and run share.

@@ -22,6 +22,9 @@ const (
 	ActionDelete = "delete"
 	ActionExec   = "exec"
 	ActionRun    = "run" // create, start, wait and delete in one process
+	ActionPause  = "pause"
+	ActionResume = "resume"
+	ActionUpdate = "update"
 	// ActionMonitor is internal: the process `create` starts to stay with a container.
 	ActionMonitor = "monitor"
 )
@@ -63,6 +66,9 @@ type Config struct {
 
 	// delete
 	Force bool `json:"force,omitempty"`
+
+	// update: the new linux.resources
+	Resources *specs.LinuxResources `json:"resources,omitempty"`
 
 	// exec: either a whole process (--process FILE), or args with changes to the
 	// container's own process (env added, cwd, user "UID[:GID]", tty).
@@ -146,7 +152,11 @@ func (c Config) Validate() error {
 				return err
 			}
 		}
-	case ActionStart, ActionState, ActionDelete:
+	case ActionUpdate:
+		if c.Resources == nil {
+			return fmt.Errorf("update needs resources")
+		}
+	case ActionStart, ActionState, ActionDelete, ActionPause, ActionResume:
 	default:
 		return fmt.Errorf("unknown oci action %q", c.Action)
 	}

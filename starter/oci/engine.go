@@ -126,6 +126,12 @@ func Do(id string, cfg *ocicfg.Config) error {
 		return e.exec(id, cfg)
 	case ocicfg.ActionRun:
 		return e.run(id, cfg)
+	case ocicfg.ActionPause:
+		return e.pause(id, cfg, true)
+	case ocicfg.ActionResume:
+		return e.pause(id, cfg, false)
+	case ocicfg.ActionUpdate:
+		return e.update(id, cfg)
 	}
 	return fmt.Errorf("unknown action %q: %w", cfg.Action, errdefs.ErrUsage)
 }

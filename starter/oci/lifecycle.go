@@ -347,3 +347,91 @@ func stopMonitor(s *State) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// pause freezes every process of a running container (its cgroup's freezer); resume thaws
+// a paused one. Privileges: root.
+func (e Engine) pause(id string, cfg *ocicfg.Config, freeze bool) error {
+	d, s, err := openState(cfg.Root, id, lockExclusive)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	cur, want := status(d, s), StatusRunning
+	if !freeze {
+		want = StatusPaused
+	}
+	if cur != want {
+		return fmt.Errorf("container %q is %s, not %s: %w", id, cur, want, errdefs.ErrState)
+	}
+	m, err := cgroups.Load(s.CgroupPath)
+	if err != nil {
+		return fmt.Errorf("container %q: %w", id, err)
+	}
+	if freeze {
+		return m.Freeze()
+	}
+	return m.Thaw()
+}
+
+// update sets new limits on a created, running or paused container's cgroup, and records
+// them in the stored config. Privileges: root.
+func (e Engine) update(id string, cfg *ocicfg.Config) error {
+	if err := cgroups.Validate(cfg.Resources); err != nil {
+		return fmt.Errorf("%v: %w", err, errdefs.ErrUsage)
+	}
+	d, s, err := openState(cfg.Root, id, lockExclusive)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if cur := status(d, s); cur == StatusStopped || cur == StatusCreating {
+		return fmt.Errorf("container %q is %s: %w", id, cur, errdefs.ErrState)
+	}
+	m, err := cgroups.Load(s.CgroupPath)
+	if err != nil {
+		return fmt.Errorf("container %q: %w", id, err)
+	}
+	if err := m.Set(cfg.Resources); err != nil {
+		return fmt.Errorf("update %q: %w", id, err)
+	}
+	if spec, err := readSpec(d); err == nil {
+		spec.Linux.Resources = mergeResources(spec.Linux.Resources, cfg.Resources)
+		if b, err := json.Marshal(spec); err == nil {
+			_ = writeFileAt(d.fd, configFile, b)
+		}
+	}
+	return nil
+}
+
+// mergeResources lays the sections update gives over the stored ones.
+func mergeResources(old, upd *specs.LinuxResources) *specs.LinuxResources {
+	if old == nil {
+		return upd
+	}
+	r := *old
+	if upd.Memory != nil {
+		r.Memory = upd.Memory
+	}
+	if upd.CPU != nil {
+		r.CPU = upd.CPU
+	}
+	if upd.Pids != nil {
+		r.Pids = upd.Pids
+	}
+	if upd.BlockIO != nil {
+		r.BlockIO = upd.BlockIO
+	}
+	if len(upd.HugepageLimits) > 0 {
+		r.HugepageLimits = upd.HugepageLimits
+	}
+	if upd.Network != nil {
+		r.Network = upd.Network
+	}
+	if len(upd.Unified) > 0 {
+		r.Unified = upd.Unified
+	}
+	if len(upd.Devices) > 0 {
+		r.Devices = upd.Devices
+	}
+	return &r
+}
