@@ -380,8 +380,22 @@ func TestOCIAttachSocket(t *testing.T) {
 	if err != nil || string(buf[:n]) != "through the attach socket\n" {
 		t.Errorf("attach socket read %q, %v", buf[:n], err)
 	}
+	// kerr oci attach: the same through the command, ended by the container's exit.
+	att := s.Start(h.Root, harness.Opts{Stdin: "through kerr oci attach\n"}, "oci", "--root", e.root, "attach", "a1")
+	time.Sleep(time.Second)
 	e.oci("kill", "-s", "KILL", "a1").OK(t)
+	if r := att.Wait(); r.Code != 0 || !strings.Contains(r.Stdout, "through kerr oci attach\n") {
+		t.Errorf("kerr oci attach:\n%s", r)
+	}
 	e.waitStatus(t, "a1", "stopped")
+	// kerr oci logs: what the monitor logged, -f returns once the container is stopped.
+	for _, args := range [][]string{{"logs", "a1"}, {"logs", "-f", "a1"}} {
+		r := e.oci(args...).OK(t)
+		if !strings.Contains(r.Stdout, " stdout through the attach socket") || !strings.Contains(r.Stdout, " stdout through kerr oci attach") {
+			t.Errorf("kerr oci %v:\n%s", args, r.Stdout)
+		}
+	}
+	e.oci("attach", "a1").Fails(t, 9)
 	e.oci("delete", "a1").OK(t)
 	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
 }

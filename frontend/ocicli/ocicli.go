@@ -163,6 +163,38 @@ refused unless --force, which kills it first; with --force an unknown ID is no e
 			},
 		},
 		{
+			Name:      "attach",
+			Usage:     "connect your terminal or stdio to a container's (monitor mode)",
+			ArgsUsage: "ID",
+			Description: `Connects to the monitor's attach socket: you see the container's output from now
+on and what you type goes to its stdin (or terminal, then yours goes raw). It ends when the
+container's output does (it exited) or your input does.`,
+			OnUsageError: UsageError,
+			Action: func(c *cli.Context) error {
+				id, err := ociID(c)
+				if err != nil {
+					return err
+				}
+				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionAttach})
+			},
+		},
+		{
+			Name:      "logs",
+			Usage:     "print a container's output, as the monitor logged it",
+			ArgsUsage: "ID",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing until the container stops"},
+			},
+			OnUsageError: UsageError,
+			Action: func(c *cli.Context) error {
+				id, err := ociID(c)
+				if err != nil {
+					return err
+				}
+				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionLogs, Follow: c.Bool("follow")})
+			},
+		},
+		{
 			Name:         "pause",
 			Usage:        "freeze every process of a running container",
 			ArgsUsage:    "ID",

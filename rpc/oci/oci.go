@@ -25,6 +25,8 @@ const (
 	ActionPause  = "pause"
 	ActionResume = "resume"
 	ActionUpdate = "update"
+	ActionAttach = "attach"
+	ActionLogs   = "logs"
 	// ActionMonitor is internal: the process `create` starts to stay with a container.
 	ActionMonitor = "monitor"
 )
@@ -66,6 +68,9 @@ type Config struct {
 
 	// delete
 	Force bool `json:"force,omitempty"`
+
+	// logs: keep printing until the container stops
+	Follow bool `json:"follow,omitempty"`
 
 	// update: the new linux.resources
 	Resources *specs.LinuxResources `json:"resources,omitempty"`
@@ -156,7 +161,7 @@ func (c Config) Validate() error {
 		if c.Resources == nil {
 			return fmt.Errorf("update needs resources")
 		}
-	case ActionStart, ActionState, ActionDelete, ActionPause, ActionResume:
+	case ActionStart, ActionState, ActionDelete, ActionPause, ActionResume, ActionAttach, ActionLogs:
 	default:
 		return fmt.Errorf("unknown oci action %q", c.Action)
 	}

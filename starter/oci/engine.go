@@ -132,6 +132,10 @@ func Do(id string, cfg *ocicfg.Config) error {
 		return e.pause(id, cfg, false)
 	case ocicfg.ActionUpdate:
 		return e.update(id, cfg)
+	case ocicfg.ActionAttach:
+		return e.attach(id, cfg)
+	case ocicfg.ActionLogs:
+		return e.logs(id, cfg)
 	}
 	return fmt.Errorf("unknown action %q: %w", cfg.Action, errdefs.ErrUsage)
 }

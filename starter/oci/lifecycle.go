@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -434,4 +435,42 @@ func mergeResources(old, upd *specs.LinuxResources) *specs.LinuxResources {
 		r.Devices = upd.Devices
 	}
 	return &r
+}
+
+// logs prints what the monitor logged of the container's output; with Follow it goes on
+// printing what comes until the container has stopped. Privileges: root.
+func (e Engine) logs(id string, cfg *ocicfg.Config) error {
+	d, s, err := openState(cfg.Root, id, lockShared)
+	if err != nil {
+		return err
+	}
+	d.close()
+	if s.LogPath == "" {
+		return fmt.Errorf("container %q has no log (created with --no-monitor: its output went to create's stdio): %w", id, errdefs.ErrNotFound)
+	}
+	f, err := os.Open(s.LogPath)
+	if err != nil {
+		return fmt.Errorf("log of %q: %w", id, err)
+	}
+	defer f.Close()
+	for {
+		if _, err := io.Copy(os.Stdout, f); err != nil {
+			return err
+		}
+		if !cfg.Follow {
+			return nil
+		}
+		// Stopped and drained: done. The state file is gone after delete, also done.
+		d, s, err := openState(cfg.Root, id, lockShared)
+		if err != nil {
+			return nil
+		}
+		stopped := status(d, s) == StatusStopped && (s.MonitorPid == 0 || !alive(s.MonitorPid, s.MonitorStartTime))
+		d.close()
+		if stopped {
+			_, err := io.Copy(os.Stdout, f)
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

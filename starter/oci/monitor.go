@@ -136,6 +136,7 @@ func (e Engine) monitorSetup(m *monitored, cfg *ocicfg.Config) error {
 	if m.io, err = startLogging(logPath, cfg.LogFormat); err != nil {
 		return err
 	}
+	state.LogPath = logPath
 	if m.io.serveAttach(m.d.file(attachSock)) == nil {
 		state.AttachSocket = m.d.file(attachSock)
 	}

@@ -53,6 +53,8 @@ type State struct {
 	MonitorStartTime uint64 `json:"monitorStartTime,omitempty"`
 	ControlSocket    string `json:"controlSocket,omitempty"`
 	AttachSocket     string `json:"attachSocket,omitempty"`
+	// LogPath is where the monitor writes the container's output.
+	LogPath string `json:"logPath,omitempty"`
 	// SyncSocket is create's --sync-socket: told of each change of status.
 	SyncSocket string `json:"syncSocket,omitempty"`
 	// ExitStatus and Finished are written by the monitor when the process ends.
