@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -268,7 +269,7 @@ func TestOCITerminal(t *testing.T) {
 			break
 		}
 	}
-	if !strings.Contains(string(b), "stdout /dev/pts/0") || !strings.Contains(string(b), "character special file 88") {
+	if !strings.Contains(string(b), "stdout F /dev/pts/0") || !strings.Contains(string(b), "character special file 88") {
 		t.Errorf("the container's terminal (tty, and /dev/console a pty of major 136 = 0x88): log\n%s", b)
 	}
 	// exec --tty with kerr's proxy: output through a pty (CR LF), exit status through.
@@ -391,7 +392,8 @@ func TestOCIAttachSocket(t *testing.T) {
 	// kerr oci logs: what the monitor logged, -f returns once the container is stopped.
 	for _, args := range [][]string{{"logs", "a1"}, {"logs", "-f", "a1"}} {
 		r := e.oci(args...).OK(t)
-		if !strings.Contains(r.Stdout, " stdout through the attach socket") || !strings.Contains(r.Stdout, " stdout through kerr oci attach") {
+		// The default format is the CRI log format: TIME STREAM F|P LINE.
+		if !strings.Contains(r.Stdout, " stdout F through the attach socket") || !strings.Contains(r.Stdout, " stdout F through kerr oci attach") {
 			t.Errorf("kerr oci %v:\n%s", args, r.Stdout)
 		}
 	}
@@ -467,6 +469,24 @@ func TestOCIPauseResumeUpdate(t *testing.T) {
 		t.Errorf("memory.limit_in_bytes %q after update", b)
 	}
 	e.oci("update", "p1").Fails(t, 2)
+	// ps: the container's host pids; events --stats: its cgroup statistics.
+	pid := e.state(t, "p1").Pid
+	r := e.oci("ps", "--format", "json", "p1").OK(t)
+	var pids []int
+	if err := json.Unmarshal([]byte(r.Stdout), &pids); err != nil || !slices.Contains(pids, pid) {
+		t.Errorf("ps --format json: %q (%v), want a list with %d", r.Stdout, err, pid)
+	}
+	r = e.oci("events", "--stats", "p1").OK(t)
+	var ev struct {
+		Type string
+		ID   string
+		Data struct {
+			PidsStats struct{ Current uint64 } `json:"pids_stats"`
+		}
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &ev); err != nil || ev.Type != "stats" || ev.ID != "p1" || ev.Data.PidsStats.Current == 0 {
+		t.Errorf("events --stats: %q (%v)", r.Stdout, err)
+	}
 	e.oci("kill", "p1").OK(t)
 	e.waitStatus(t, "p1", "stopped")
 	e.oci("update", "--pids-limit", "5", "p1").Fails(t, 9)

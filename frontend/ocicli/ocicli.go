@@ -38,7 +38,7 @@ serves the control socket. With --no-monitor nothing of kerr stays: the containe
 is the caller's child, as with runc.`,
 			Flags: append(bundleFlags(),
 				&cli.StringFlag{Name: "log-path", Usage: "write the container's stdout and stderr to this file (needs the monitor)"},
-				&cli.StringFlag{Name: "log-format", Value: ocicfg.LogBasic, Usage: "format of --log-path: basic, kubernetes or json"},
+				&cli.StringFlag{Name: "log-format", Value: ocicfg.LogKubernetes, Usage: "format of the log: kubernetes (the CRI log format), basic or json"},
 				&cli.StringFlag{Name: "sync-socket", Usage: "unix socket to send the state JSON to at each change (created, running, stopped)"},
 				&cli.BoolFlag{Name: "no-monitor", Usage: "no kerr process stays: the container's process is the caller's child (as runc)"},
 			),
@@ -195,6 +195,41 @@ container's output does (it exited) or your input does.`,
 			},
 		},
 		{
+			Name:      "ps",
+			Usage:     "list the host pids of a container's processes",
+			ArgsUsage: "ID",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "table", Usage: "table or json"},
+			},
+			OnUsageError: UsageError,
+			Action: func(c *cli.Context) error {
+				id, err := ociID(c)
+				if err != nil {
+					return err
+				}
+				if f := c.String("format"); f != "table" && f != "json" {
+					return fmt.Errorf("--format %q: table or json: %w", f, errdefs.ErrUsage)
+				}
+				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionPs, Format: c.String("format")})
+			},
+		},
+		{
+			Name:      "events",
+			Usage:     "print a container's cgroup statistics as JSON",
+			ArgsUsage: "ID",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "stats", Usage: "print the statistics once and exit (the only mode so far)"},
+			},
+			OnUsageError: UsageError,
+			Action: func(c *cli.Context) error {
+				id, err := ociID(c)
+				if err != nil {
+					return err
+				}
+				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionEvents})
+			},
+		},
+		{
 			Name:         "pause",
 			Usage:        "freeze every process of a running container",
 			ArgsUsage:    "ID",
@@ -224,10 +259,11 @@ container's output does (it exited) or your input does.`,
 			Name:      "update",
 			Usage:     "change the resource limits of a container",
 			ArgsUsage: "ID",
-			Description: `Sets new cgroup limits: the linux.resources JSON in --resources FILE ("-": stdin),
-and/or the flags, which override it. Unset limits stay as they are.`,
+			Description: `Sets new cgroup limits: the linux.resources JSON in --from-file FILE ("-": stdin;
+--resources is runc's name for it), and/or the flags, which override it. Unset limits stay
+as they are.`,
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "resources", Aliases: []string{"r"}, Usage: "a runtime-spec linux.resources JSON file, - for stdin"},
+				&cli.StringFlag{Name: "from-file", Aliases: []string{"resources", "r"}, Usage: "a runtime-spec linux.resources JSON file, - for stdin"},
 				&cli.Int64Flag{Name: "memory", Usage: "memory limit in bytes (-1: none)"},
 				&cli.Int64Flag{Name: "pids-limit", Usage: "most processes (-1: none)"},
 				&cli.Int64Flag{Name: "cpu-quota", Usage: "CPU time in microseconds per period (-1: none)"},
@@ -311,7 +347,7 @@ described by --process FILE (runtime-spec JSON). kerr exits with the command's s
 // updateResources reads update's --resources file and lays its flags over it.
 func updateResources(c *cli.Context) (*specs.LinuxResources, error) {
 	r := &specs.LinuxResources{}
-	if f := c.String("resources"); f != "" {
+	if f := c.String("from-file"); f != "" {
 		var b []byte
 		var err error
 		if f == "-" {
@@ -324,12 +360,12 @@ func updateResources(c *cli.Context) (*specs.LinuxResources, error) {
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("--resources %s: %w", f, err)
+			return nil, fmt.Errorf("--from-file %s: %w", f, err)
 		}
 		dec := json.NewDecoder(strings.NewReader(string(b)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(r); err != nil {
-			return nil, fmt.Errorf("--resources %s: %v: %w", f, err, errdefs.ErrUsage)
+			return nil, fmt.Errorf("--from-file %s: %v: %w", f, err, errdefs.ErrUsage)
 		}
 	}
 	set := false
@@ -364,8 +400,8 @@ func updateResources(c *cli.Context) (*specs.LinuxResources, error) {
 		}
 		set = true
 	}
-	if !set && c.String("resources") == "" {
-		return nil, fmt.Errorf("update needs --resources or a limit flag: %w", errdefs.ErrUsage)
+	if !set && c.String("from-file") == "" {
+		return nil, fmt.Errorf("update needs --from-file (or --resources) or a limit flag: %w", errdefs.ErrUsage)
 	}
 	return r, nil
 }

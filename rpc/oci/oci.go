@@ -27,6 +27,8 @@ const (
 	ActionUpdate = "update"
 	ActionAttach = "attach"
 	ActionLogs   = "logs"
+	ActionPs     = "ps"
+	ActionEvents = "events"
 	// ActionMonitor is internal: the process `create` starts to stay with a container.
 	ActionMonitor = "monitor"
 )
@@ -68,6 +70,9 @@ type Config struct {
 
 	// delete
 	Force bool `json:"force,omitempty"`
+
+	// ps: table or json
+	Format string `json:"format,omitempty"`
 
 	// logs: keep printing until the container stops
 	Follow bool `json:"follow,omitempty"`
@@ -161,7 +166,11 @@ func (c Config) Validate() error {
 		if c.Resources == nil {
 			return fmt.Errorf("update needs resources")
 		}
-	case ActionStart, ActionState, ActionDelete, ActionPause, ActionResume, ActionAttach, ActionLogs:
+	case ActionStart, ActionState, ActionDelete, ActionPause, ActionResume, ActionAttach, ActionLogs, ActionEvents:
+	case ActionPs:
+		if c.Format != "table" && c.Format != "json" {
+			return fmt.Errorf("ps format %q: table or json", c.Format)
+		}
 	default:
 		return fmt.Errorf("unknown oci action %q", c.Action)
 	}

@@ -136,6 +136,10 @@ func Do(id string, cfg *ocicfg.Config) error {
 		return e.attach(id, cfg)
 	case ocicfg.ActionLogs:
 		return e.logs(id, cfg)
+	case ocicfg.ActionPs:
+		return e.ps(id, cfg)
+	case ocicfg.ActionEvents:
+		return e.events(id, cfg)
 	}
 	return fmt.Errorf("unknown action %q: %w", cfg.Action, errdefs.ErrUsage)
 }

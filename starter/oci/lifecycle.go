@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -473,4 +475,68 @@ func (e Engine) logs(id string, cfg *ocicfg.Config) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// ps prints the host pids of the container's processes (its cgroup's): one per line, or a
+// JSON array. Privileges: root.
+func (e Engine) ps(id string, cfg *ocicfg.Config) error {
+	d, s, err := openState(cfg.Root, id, lockShared)
+	if err != nil {
+		return err
+	}
+	d.close()
+	pids := []int{}
+	if m, err := cgroups.Load(s.CgroupPath); err == nil {
+		if pids, err = m.Pids(); err != nil {
+			return fmt.Errorf("ps %q: %w", id, err)
+		}
+	}
+	sort.Ints(pids)
+	if cfg.Format == "json" {
+		b, err := json.Marshal(pids)
+		if err != nil {
+			return err
+		}
+		_, err = os.Stdout.Write(append(b, '\n'))
+		return err
+	}
+	var out strings.Builder
+	out.WriteString("PID\n")
+	for _, p := range pids {
+		fmt.Fprintf(&out, "%d\n", p)
+	}
+	_, err = os.Stdout.WriteString(out.String())
+	return err
+}
+
+// events prints the container's cgroup statistics once, as runc's `events --stats` does:
+// {"type":"stats","id":ID,"data":{...}}. Privileges: root.
+func (e Engine) events(id string, cfg *ocicfg.Config) error {
+	d, s, err := openState(cfg.Root, id, lockShared)
+	if err != nil {
+		return err
+	}
+	cur := status(d, s)
+	d.close()
+	if cur == StatusStopped {
+		return fmt.Errorf("container %q is stopped: %w", id, errdefs.ErrState)
+	}
+	m, err := cgroups.Load(s.CgroupPath)
+	if err != nil {
+		return fmt.Errorf("events %q: %w", id, err)
+	}
+	st, err := m.Stats()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(struct {
+		Type string         `json:"type"`
+		ID   string         `json:"id"`
+		Data *cgroups.Stats `json:"data"`
+	}{"stats", id, st})
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(append(b, '\n'))
+	return err
 }
