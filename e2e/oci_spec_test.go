@@ -476,6 +476,20 @@ func TestOCIPauseResumeUpdate(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Stdout), &pids); err != nil || !slices.Contains(pids, pid) {
 		t.Errorf("ps --format json: %q (%v), want a list with %d", r.Stdout, err, pid)
 	}
+	r = e.oci("list", "--format", "json").OK(t)
+	var list []struct{ ID, Status string }
+	if err := json.Unmarshal([]byte(r.Stdout), &list); err != nil || len(list) != 1 || list[0].ID != "p1" || list[0].Status != "running" {
+		t.Errorf("list --format json: %q (%v)", r.Stdout, err)
+	}
+	r = e.oci("features").OK(t)
+	var feat struct {
+		OCIVersionMax string
+		Hooks         []string
+		Linux         struct{ Namespaces []string }
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &feat); err != nil || feat.OCIVersionMax == "" || len(feat.Hooks) != 6 || !slices.Contains(feat.Linux.Namespaces, "user") {
+		t.Errorf("features: %q (%v)", r.Stdout, err)
+	}
 	r = e.oci("events", "--stats", "p1").OK(t)
 	var ev struct {
 		Type string

@@ -195,6 +195,42 @@ container's output does (it exited) or your input does.`,
 			},
 		},
 		{
+			Name:  "list",
+			Usage: "list the containers of the state root",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "table", Usage: "table or json"},
+				&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "accepted for runc compatibility"},
+			},
+			OnUsageError: UsageError,
+			Action: func(c *cli.Context) error {
+				if err := needArgs(c, 0, 0, ""); err != nil {
+					return err
+				}
+				if err := needRoot(c); err != nil {
+					return err
+				}
+				if f := c.String("format"); f != "table" && f != "json" {
+					return fmt.Errorf("--format %q: table or json: %w", f, errdefs.ErrUsage)
+				}
+				root, err := filepath.Abs(ociRoot(c))
+				if err != nil {
+					return err
+				}
+				return oci.List(root, c.String("format"))
+			},
+		},
+		{
+			Name:         "features",
+			Usage:        "print what this runtime implements (the runtime spec's features JSON)",
+			OnUsageError: UsageError,
+			Action: func(c *cli.Context) error {
+				if err := needArgs(c, 0, 0, ""); err != nil {
+					return err
+				}
+				return oci.Features()
+			},
+		},
+		{
 			Name:      "ps",
 			Usage:     "list the host pids of a container's processes",
 			ArgsUsage: "ID",

@@ -8,12 +8,14 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/kerr-hpc/kerr/errdefs"
+	"github.com/kerr-hpc/kerr/rpc/envelope"
 	ocicfg "github.com/kerr-hpc/kerr/rpc/oci"
 	"github.com/kerr-hpc/kerr/starter/oci/cgroups"
 )
@@ -538,5 +540,61 @@ func (e Engine) events(id string, cfg *ocicfg.Config) error {
 		return err
 	}
 	_, err = os.Stdout.Write(append(b, '\n'))
+	return err
+}
+
+// listEntry is one container of `list`, as runc prints it.
+type listEntry struct {
+	ID          string            `json:"id"`
+	Pid         int               `json:"pid"`
+	Status      string            `json:"status"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	Created     time.Time         `json:"created"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Owner       string            `json:"owner"`
+}
+
+// List prints the containers under root: a table or a JSON array, as runc lists them. A
+// directory without a readable state (a create in progress) is left out. Privileges: root.
+func List(root, format string) error {
+	ents, err := os.ReadDir(root)
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("list %s: %w", root, err)
+	}
+	out := []listEntry{}
+	for _, ent := range ents {
+		if !ent.IsDir() || envelope.ValidateID(ent.Name()) != nil {
+			continue
+		}
+		d, s, err := openState(root, ent.Name(), lockShared)
+		if err != nil {
+			continue
+		}
+		st := status(d, s)
+		d.close()
+		e := listEntry{ID: s.ID, Status: st, Bundle: s.Bundle, Rootfs: s.Rootfs, Created: s.Created,
+			Annotations: s.Annotations, Owner: "root"}
+		if st != StatusStopped {
+			e.Pid = s.Pid
+		}
+		out = append(out, e)
+	}
+	if format == "json" {
+		b, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		_, err = os.Stdout.Write(append(b, '\n'))
+		return err
+	}
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 8, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER")
+	for _, e := range out {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", e.ID, e.Pid, e.Status, e.Bundle, e.Created.Format(time.RFC3339Nano), e.Owner)
+	}
+	tw.Flush()
+	_, err = os.Stdout.WriteString(b.String())
 	return err
 }

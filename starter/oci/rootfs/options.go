@@ -2,6 +2,8 @@ package rootfs
 
 import (
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -225,4 +227,23 @@ var propagationFlags = map[string]struct {
 	"slave": {unix.MS_SLAVE, false}, "rslave": {unix.MS_SLAVE, true},
 	"private": {unix.MS_PRIVATE, false}, "rprivate": {unix.MS_PRIVATE, true},
 	"unbindable": {unix.MS_UNBINDABLE, false}, "runbindable": {unix.MS_UNBINDABLE, true},
+}
+
+// KnownOptions lists the mount options kerr understands (refused ones left out), sorted:
+// what `features` reports.
+func KnownOptions() []string {
+	var out []string
+	for name, o := range options {
+		if o.kind != optRefused {
+			out = append(out, name)
+		}
+	}
+	for name := range recursiveAttrs {
+		out = append(out, name)
+	}
+	for name := range propagationFlags {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
 }

@@ -3,6 +3,7 @@ package seccomp
 import (
 	"errors"
 	"fmt"
+	"sort"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -151,4 +152,27 @@ func checkAction(a specs.LinuxSeccompAction, errno *uint, field, errnoField stri
 		return fmt.Errorf("seccomp: %s: set, but action %s takes no errno", errnoField, a)
 	}
 	return nil
+}
+
+// Supported lists the actions (SCMP_ACT_NOTIFY left out), operators, architectures and
+// flags Validate accepts, sorted: what `features` reports.
+func Supported() (actions, operators, archs, flags []string) {
+	for a := range knownActions {
+		if a != specs.ActNotify {
+			actions = append(actions, string(a))
+		}
+	}
+	for o := range knownOperators {
+		operators = append(operators, string(o))
+	}
+	for a := range knownArches {
+		archs = append(archs, string(a))
+	}
+	for f := range knownFlags {
+		flags = append(flags, string(f))
+	}
+	for _, l := range [][]string{actions, operators, archs, flags} {
+		sort.Strings(l)
+	}
+	return actions, operators, archs, flags
 }
