@@ -33,7 +33,7 @@ func TestValidate(t *testing.T) {
 		"exec without args":       {Action: ActionExec, Root: "/r"},
 		"exec with both":          {Action: ActionExec, Root: "/r", ExecArgs: []string{"a"}, Process: &specs.Process{Args: []string{"b"}}},
 		"process without args":    {Action: ActionExec, Root: "/r", Process: &specs.Process{}},
-		"unknown action":          {Action: "pause", Root: "/r"},
+		"unknown action":          {Action: "bogus", Root: "/r"},
 		"preserve-fds negative":   {Action: ActionCreate, Root: "/r", Bundle: "/b", PreserveFDs: -1},
 		"preserve-fds too many":   {Action: ActionCreate, Root: "/r", Bundle: "/b", PreserveFDs: MaxPreserveFDs + 1},
 		"preserve-fds for delete": {Action: ActionDelete, Root: "/r", PreserveFDs: 1},
