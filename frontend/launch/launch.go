@@ -1,6 +1,8 @@
-// Package launch is the only place that executes the starter: it wraps an engine's config in
-// an rpc/envelope Envelope, hands it over on an inherited pipe (fd 3, `--config-fd 3`), and
-// turns the starter's exit into an error the CLI can report.
+// Package launch is where the frontend executes the starter for an engine it hands a job
+// to (the bundle engine): it wraps the engine's config in an rpc/envelope Envelope, hands it
+// over on an inherited pipe (fd 3, `--config-fd 3`), and turns the starter's exit into an
+// error the CLI can report. (The OCI lifecycle execs the starter itself, from starter/oci,
+// for the processes that become a container's and for its monitor.)
 //
 // Privileges: the caller's. The starter decides what it may do; nothing here is trusted by it.
 package launch

@@ -81,13 +81,9 @@ container's terminal is connected to yours.`,
 			Usage:        "start the payload of a created container",
 			ArgsUsage:    "ID",
 			OnUsageError: UsageError,
-			Action: func(c *cli.Context) error {
-				id, err := ociID(c)
-				if err != nil {
-					return err
-				}
-				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionStart})
-			},
+			Action: withID(func(c *cli.Context) (ocicfg.Config, error) {
+				return ocicfg.Config{Action: ocicfg.ActionStart}, nil
+			}),
 		},
 		{
 			Name:      "state",
@@ -97,13 +93,9 @@ container's terminal is connected to yours.`,
 with createdAt (ns since the epoch), created, rootfs, the monitor's control socket and, once
 stopped, exitStatus (the exit code, or 128+signal) when the monitor recorded it.`,
 			OnUsageError: UsageError,
-			Action: func(c *cli.Context) error {
-				id, err := ociID(c)
-				if err != nil {
-					return err
-				}
-				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionState})
-			},
+			Action: withID(func(c *cli.Context) (ocicfg.Config, error) {
+				return ocicfg.Config{Action: ocicfg.ActionState}, nil
+			}),
 		},
 		{
 			Name:      "kill",
@@ -154,13 +146,9 @@ refused unless --force, which kills it first; with --force an unknown ID is no e
 				&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill a running container first"},
 			},
 			OnUsageError: UsageError,
-			Action: func(c *cli.Context) error {
-				id, err := ociID(c)
-				if err != nil {
-					return err
-				}
-				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionDelete, Force: c.Bool("force")})
-			},
+			Action: withID(func(c *cli.Context) (ocicfg.Config, error) {
+				return ocicfg.Config{Action: ocicfg.ActionDelete, Force: c.Bool("force")}, nil
+			}),
 		},
 		{
 			Name:      "attach",
@@ -170,13 +158,9 @@ refused unless --force, which kills it first; with --force an unknown ID is no e
 on and what you type goes to its stdin (or terminal, then yours goes raw). It ends when the
 container's output does (it exited) or your input does.`,
 			OnUsageError: UsageError,
-			Action: func(c *cli.Context) error {
-				id, err := ociID(c)
-				if err != nil {
-					return err
-				}
-				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionAttach})
-			},
+			Action: withID(func(c *cli.Context) (ocicfg.Config, error) {
+				return ocicfg.Config{Action: ocicfg.ActionAttach}, nil
+			}),
 		},
 		{
 			Name:      "logs",
@@ -186,13 +170,9 @@ container's output does (it exited) or your input does.`,
 				&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing until the container stops"},
 			},
 			OnUsageError: UsageError,
-			Action: func(c *cli.Context) error {
-				id, err := ociID(c)
-				if err != nil {
-					return err
-				}
-				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionLogs, Follow: c.Bool("follow")})
-			},
+			Action: withID(func(c *cli.Context) (ocicfg.Config, error) {
+				return ocicfg.Config{Action: ocicfg.ActionLogs, Follow: c.Bool("follow")}, nil
+			}),
 		},
 		{
 			Name:  "list",
@@ -238,16 +218,12 @@ container's output does (it exited) or your input does.`,
 				&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "table", Usage: "table or json"},
 			},
 			OnUsageError: UsageError,
-			Action: func(c *cli.Context) error {
-				id, err := ociID(c)
-				if err != nil {
-					return err
-				}
+			Action: withID(func(c *cli.Context) (ocicfg.Config, error) {
 				if f := c.String("format"); f != "table" && f != "json" {
-					return fmt.Errorf("--format %q: table or json: %w", f, errdefs.ErrUsage)
+					return ocicfg.Config{}, fmt.Errorf("--format %q: table or json: %w", f, errdefs.ErrUsage)
 				}
-				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionPs, Format: c.String("format")})
-			},
+				return ocicfg.Config{Action: ocicfg.ActionPs, Format: c.String("format")}, nil
+			}),
 		},
 		{
 			Name:      "events",
@@ -257,39 +233,27 @@ container's output does (it exited) or your input does.`,
 				&cli.BoolFlag{Name: "stats", Usage: "print the statistics once and exit (the only mode so far)"},
 			},
 			OnUsageError: UsageError,
-			Action: func(c *cli.Context) error {
-				id, err := ociID(c)
-				if err != nil {
-					return err
-				}
-				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionEvents})
-			},
+			Action: withID(func(c *cli.Context) (ocicfg.Config, error) {
+				return ocicfg.Config{Action: ocicfg.ActionEvents}, nil
+			}),
 		},
 		{
 			Name:         "pause",
 			Usage:        "freeze every process of a running container",
 			ArgsUsage:    "ID",
 			OnUsageError: UsageError,
-			Action: func(c *cli.Context) error {
-				id, err := ociID(c)
-				if err != nil {
-					return err
-				}
-				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionPause})
-			},
+			Action: withID(func(c *cli.Context) (ocicfg.Config, error) {
+				return ocicfg.Config{Action: ocicfg.ActionPause}, nil
+			}),
 		},
 		{
 			Name:         "resume",
 			Usage:        "thaw a paused container",
 			ArgsUsage:    "ID",
 			OnUsageError: UsageError,
-			Action: func(c *cli.Context) error {
-				id, err := ociID(c)
-				if err != nil {
-					return err
-				}
-				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionResume})
-			},
+			Action: withID(func(c *cli.Context) (ocicfg.Config, error) {
+				return ocicfg.Config{Action: ocicfg.ActionResume}, nil
+			}),
 		},
 		{
 			Name:      "update",
@@ -307,17 +271,10 @@ as they are.`,
 				&cli.Uint64Flag{Name: "cpu-shares", Usage: "relative CPU weight"},
 			},
 			OnUsageError: UsageError,
-			Action: func(c *cli.Context) error {
-				id, err := ociID(c)
-				if err != nil {
-					return err
-				}
+			Action: withID(func(c *cli.Context) (ocicfg.Config, error) {
 				r, err := updateResources(c)
-				if err != nil {
-					return err
-				}
-				return runOCI(c, id, ocicfg.Config{Action: ocicfg.ActionUpdate, Resources: r})
-			},
+				return ocicfg.Config{Action: ocicfg.ActionUpdate, Resources: r}, err
+			}),
 		},
 		{
 			Name:      "exec",
@@ -476,6 +433,22 @@ func bundleConfig(c *cli.Context, action string) (string, ocicfg.Config, error) 
 		return "", cfg, err
 	}
 	return id, cfg, nil
+}
+
+// withID is the action of a command that takes one container ID: the ID and root are
+// checked, build makes the request from the flags, and it runs.
+func withID(build func(c *cli.Context) (ocicfg.Config, error)) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		id, err := ociID(c)
+		if err != nil {
+			return err
+		}
+		cfg, err := build(c)
+		if err != nil {
+			return err
+		}
+		return runOCI(c, id, cfg)
+	}
 }
 
 // ociID checks for exactly one argument, an acceptable container id, and root.
