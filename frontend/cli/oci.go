@@ -19,8 +19,10 @@ func ociCommand() *cli.Command {
 		Usage: "OCI bundles from SIF images, and OCI runtime-spec containers (root only)",
 		Description: `The oci group is for root: cluster admins and OCI tooling. 'mount' turns a SIF
 into an OCI bundle directory (config.json, rootfs/, overlay/) and 'umount' undoes it.
-'create', 'start', 'state', 'kill', 'delete' and 'exec' run containers from a bundle per
-the OCI runtime spec, with runc's command line.`,
+The other commands run containers from a bundle per the OCI runtime spec, with runc's
+command line (create, start, state, exec, kill, delete, run, pause, resume, update, ps,
+events, list, features), plus the monitor's attach and logs. kerr-runc is the same
+runtime as a binary of its own.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Value: bundle.DefaultStateRoot, Usage: "directory of container state (as runc's --root); give it before the command"},
 			&cli.BoolFlag{Name: "no-monitor", Usage: "create containers without the kerr monitor, as runc does (see 'create --help')"},
