@@ -195,6 +195,9 @@ func runHelper(t *testing.T, name string) (string, syscall.WaitStatus) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), helperEnv+"="+name, helperDirEnv+"="+t.TempDir())
+	// Its own process group, so that getpgrp is not 0 when the caller's group lies
+	// outside our pid namespace (as in CI containers).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.CombinedOutput()
 	if cmd.ProcessState == nil {
 		t.Fatalf("%s: %v", name, err)
@@ -358,17 +361,19 @@ var helperCases = map[string]func(dir string) error{
 
 	// errnoRet, errnoRet 0, TRACE without a tracer, LOG.
 	"errnoret": func(dir string) error {
-		sid, e := call(unix.SYS_GETSID, 0)
-		if e != 0 || sid == 0 {
-			return fmt.Errorf("getsid(0) before the filter: %d, %v", sid, e)
+		// The raw getpriority returns 20-nice, 1..40, never 0; getsid and getpgid
+		// would do when the session is outside our pid namespace (CI containers).
+		prio, e := call(unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0)
+		if e != 0 || prio == 0 {
+			return fmt.Errorf("getpriority before the filter: %d, %v", prio, e)
 		}
 		zero, traceData := uint(0), uint(1234)
 		errno := uint(errA)
 		s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
 			{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: &errno},
-			{Names: []string{"getsid"}, Action: specs.ActErrno, ErrnoRet: &zero},
+			{Names: []string{"getpriority"}, Action: specs.ActErrno, ErrnoRet: &zero},
 			{Names: []string{"getppid"}, Action: specs.ActTrace, ErrnoRet: &traceData},
-			{Names: []string{"getpgid"}, Action: specs.ActLog},
+			{Names: []string{"getpid"}, Action: specs.ActLog},
 		}}
 		if err := load(s); err != nil {
 			return err
@@ -377,15 +382,15 @@ var helperCases = map[string]func(dir string) error{
 			return err
 		}
 		// errnoRet 0: the syscall is skipped and "succeeds" with 0.
-		if r, e := call(unix.SYS_GETSID, 0); r != 0 || e != 0 {
-			return fmt.Errorf("getsid under errnoRet 0: %d, %v; want 0 and no errno", r, e)
+		if r, e := call(unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0); r != 0 || e != 0 {
+			return fmt.Errorf("getpriority under errnoRet 0: %d, %v; want 0 and no errno", r, e)
 		}
 		// The kernel fails a traced syscall with ENOSYS when no tracer is attached.
 		if _, e := call(unix.SYS_GETPPID); e != unix.ENOSYS {
 			return fmt.Errorf("getppid under SCMP_ACT_TRACE: %v, want ENOSYS", e)
 		}
-		if r, e := call(unix.SYS_GETPGID, 0); e != 0 || r == 0 {
-			return fmt.Errorf("getpgid under SCMP_ACT_LOG: %d, %v", r, e)
+		if r, e := call(unix.SYS_GETPID); e != 0 || int(r) != os.Getpid() {
+			return fmt.Errorf("getpid under SCMP_ACT_LOG: %d, %v; want %d", r, e, os.Getpid())
 		}
 		return getcwdWorks()
 	},
