@@ -22,6 +22,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -317,18 +318,69 @@ func (m *Manager) join(pid int) error {
 	return nil
 }
 
-// Set updates the cgroup's limits to r (nil: nothing to do); r is checked with Validate
-// first. Fields left unset keep their current values, and an empty device list leaves the
-// device rules as they are. Used by Apply, and by `kerr oci update`. On cgroup v1, new device
-// rules for a running container are written by first denying all devices, so opening a
-// device may fail for that moment; nothing is ever allowed that the rules do not allow.
+// Set updates the cgroup's limits to r (nil: nothing to do), for `kerr oci update`; r is
+// checked with Validate first. Fields left unset keep their current values, and an empty
+// device list leaves the device rules as they are. A non-empty device list replaces the
+// rules, and gets DefaultDeviceRules after it, as every container gets them at create: a
+// list that allows one more device must not take /dev/null and the terminal away. On cgroup
+// v1, new device rules for a running container are written by first denying all devices,
+// so opening a device may fail for that moment; nothing is ever allowed that the rules do
+// not allow.
+//
+// If the kernel refuses a limit, Set writes back every limit file it had changed before
+// and returns the kernel's error: the cgroup is as it was (unless putting it back failed
+// too, which the error then says).
 //
 // Privileges: root.
 func (m *Manager) Set(r *specs.LinuxResources) error {
 	if err := Validate(r); err != nil {
 		return err
 	}
-	return m.set(r)
+	return m.update(r)
+}
+
+// update is Set after Validate.
+func (m *Manager) update(r *specs.LinuxResources) error {
+	if r == nil {
+		return nil
+	}
+	if len(r.Devices) > 0 {
+		withDefaults := *r
+		withDefaults.Devices = append(slices.Clone(r.Devices), DefaultDeviceRules()...)
+		r = &withDefaults
+	}
+	if err := m.checkAgainstCurrent(r); err != nil {
+		return err
+	}
+	saved := m.save(r)
+	if err := m.set(r); err != nil {
+		if rerr := restore(saved); rerr != nil {
+			return fmt.Errorf("%w; putting the previous limits back failed too: %v", err, rerr)
+		}
+		return fmt.Errorf("%w (the previous limits are back in place)", err)
+	}
+	return nil
+}
+
+// checkAgainstCurrent refuses an update that cannot fit the limits it leaves in place. On
+// cgroup v1, memory.memsw.limit_in_bytes (the spec's memory.swap: memory plus swap) may
+// not be below memory.limit_in_bytes: raising memory.limit alone above the current swap
+// limit only gets EINVAL from the kernel, so say what to do instead (as Docker does).
+func (m *Manager) checkAgainstCurrent(r *specs.LinuxResources) error {
+	if m.v2 || r.Memory == nil || deref(r.Memory.Limit) <= 0 || deref(r.Memory.Swap) != 0 {
+		return nil
+	}
+	s, err := ocg.ReadFile(m.dir("memory"), "memory.memsw.limit_in_bytes")
+	if err != nil {
+		return nil // no swap accounting: no such constraint
+	}
+	memsw, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || *r.Memory.Limit <= memsw {
+		return nil
+	}
+	return &fieldError{field: "memory.limit", msg: fmt.Sprintf(
+		"%d is more than the container's current memory.swap limit %d (memory plus swap): set memory.swap too, at least as high",
+		*r.Memory.Limit, memsw)}
 }
 
 func (m *Manager) set(r *specs.LinuxResources) error {

@@ -51,7 +51,9 @@ func unsupported(field, why string) error {
 // valid but the host lacks what it needs. Zero values of numeric limits mean "not set", as
 // in runc, except pids.limit where 0 is a limit and -1 none. The kernel memory limits are
 // obsolete and only -1 is accepted for them; rdma needs the rdma controller, the network
-// fields net_cls and net_prio (cgroup v1 only), unified keys cgroup v2.
+// fields net_cls and net_prio (cgroup v1 only), unified keys a unified cgroup v2 host (not
+// a hybrid one, as with runc); per-device block I/O settings need the device to be a whole
+// disk of this host, and BFQ per-device weights a device that uses BFQ.
 //
 // Privileges: root, like the rest of the package; Validate only reads cgroupfs, sysfs and
 // mountinfo.
@@ -285,6 +287,18 @@ type hostInfo struct {
 // v2Root is where a unified cgroup v2 host mounts cgroupfs (as the library assumes).
 const v2Root = "/sys/fs/cgroup"
 
+// hybridRoot is where a hybrid host mounts its cgroup2 hierarchy (as the library assumes).
+const hybridRoot = "/sys/fs/cgroup/unified"
+
+// hybridHas reports whether this is a hybrid host whose cgroup2 hierarchy has controller c.
+func hybridHas(c string) bool {
+	if !ocg.IsCgroup2HybridMode() {
+		return false
+	}
+	data, err := os.ReadFile(filepath.Join(hybridRoot, "cgroup.controllers"))
+	return err == nil && slices.Contains(strings.Fields(string(data)), c)
+}
+
 func probeHost() (*hostInfo, error) {
 	h := &hostInfo{v2: ocg.IsCgroup2UnifiedMode(), v1: map[string]string{}, v2ctl: map[string]bool{}}
 	if h.v2 {
@@ -369,6 +383,11 @@ func (h *hostInfo) check(r *specs.LinuxResources) error {
 	for i, l := range r.HugepageLimits {
 		f := fmt.Sprintf("hugepageLimits[%d]", i)
 		if err := h.need(f, "hugetlb", ""); err != nil {
+			if !h.v2 && hybridHas("hugetlb") {
+				// The kernel has the controller, bound to the cgroup2 hierarchy of a hybrid
+				// host, where kerr does not set limits (see unified below).
+				return unsupported(f, "no hugetlb controller in cgroup v1: this hybrid host has it in its cgroup2 hierarchy only, where kerr sets no limits")
+			}
 			return err
 		}
 		if sizes := ocg.HugePageSizes(); !slices.Contains(sizes, l.Pagesize) {
@@ -400,7 +419,14 @@ func (h *hostInfo) check(r *specs.LinuxResources) error {
 	}
 	if len(r.Unified) > 0 {
 		if !h.v2 {
-			return unsupported("unified", "unified keys need a cgroup v2 host; this one is cgroup v1")
+			// As runc ("cannot use unified on cgroup v1"), also on a hybrid host: its
+			// limits are set in the v1 hierarchies, and a key of the cgroup2 one would go
+			// unenforced or fight them. The error names the first key, in sorted order.
+			why := "cgroup v2 keys need a unified cgroup v2 host; this one is cgroup v1"
+			if ocg.IsCgroup2HybridMode() {
+				why = "cgroup v2 keys need a unified cgroup v2 host; this one is hybrid, and kerr sets limits in its cgroup v1 hierarchies only, as runc does"
+			}
+			return unsupported("unified."+slices.Sorted(maps.Keys(r.Unified))[0], why)
 		}
 		for _, k := range slices.Sorted(maps.Keys(r.Unified)) {
 			if c, _, _ := strings.Cut(k, "."); c != "cgroup" {
@@ -551,11 +577,24 @@ func (h *hostInfo) checkBlockIO(b *specs.LinuxBlockIO) error {
 			return err
 		}
 	}
+	// CFQ (v1 blkio.weight_device in the root) weighs any device; otherwise per-device
+	// weights are BFQ's (v1 blkio.bfq.weight_device, v2 io.bfq.weight), which the kernel
+	// takes only for a device that uses BFQ (EOPNOTSUPP), and which the library leaves
+	// out without a word on v2 when there is no BFQ.
+	cfq := !h.v2 && exists(filepath.Join(h.v1[ctrl], "blkio.weight_device"))
 	for i, wd := range b.WeightDevice {
 		f := fmt.Sprintf("blockIO.weightDevice[%d]", i)
+		if err := checkBlockDevice(f, wd.Major, wd.Minor); err != nil {
+			return err
+		}
 		if wd.Weight != nil {
 			if err := weightV1(f+".weight", "blkio.weight_device"); err != nil {
 				return err
+			}
+			if !cfq {
+				if err := checkBFQ(f+".weight", wd.Major, wd.Minor); err != nil {
+					return err
+				}
 			}
 		}
 		if wd.LeafWeight != nil {
@@ -571,8 +610,49 @@ func (h *hostInfo) checkBlockIO(b *specs.LinuxBlockIO) error {
 		if err := h.need("blockIO."+tl.name, ctrl, tl.v1file); err != nil {
 			return err
 		}
+		for i, td := range tl.list {
+			if err := checkBlockDevice(fmt.Sprintf("blockIO.%s[%d]", tl.name, i), td.Major, td.Minor); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// sysBlock is where sysfs lists block devices by number.
+var sysBlock = "/sys/dev/block"
+
+// checkBlockDevice refuses a per-device blockIO setting for a device the kernel would
+// refuse it for (ENODEV, after the settings before it were written): one this host does
+// not have, or a partition (the kernel's block cgroup settings are per whole disk).
+func checkBlockDevice(field string, major, minor int64) error {
+	dev := fmt.Sprintf("%d:%d", major, minor)
+	p := filepath.Join(sysBlock, dev)
+	if !exists(p) {
+		return unsupported(field, "no block device "+dev+" on this host")
+	}
+	if exists(filepath.Join(p, "partition")) {
+		return unsupported(field, "block device "+dev+" is a partition; block I/O limits apply to whole disks")
+	}
+	return nil
+}
+
+// checkBFQ refuses a BFQ per-device weight for a device that does not use BFQ.
+func checkBFQ(field string, major, minor int64) error {
+	dev := fmt.Sprintf("%d:%d", major, minor)
+	data, err := os.ReadFile(filepath.Join(sysBlock, dev, "queue", "scheduler"))
+	if err != nil {
+		return unsupported(field, "block device "+dev+" has no I/O scheduler; per-device weights need BFQ")
+	}
+	sched := strings.TrimSpace(string(data))
+	if strings.Contains(sched, "[bfq]") {
+		return nil
+	}
+	cur := sched
+	if i, j := strings.IndexByte(sched, '['), strings.IndexByte(sched, ']'); i >= 0 && j > i {
+		cur = sched[i+1 : j]
+	}
+	return unsupported(field, "block device "+dev+" uses the "+cur+" I/O scheduler; per-device weights need BFQ here")
 }
 
 func listOrNone(l []string) string {

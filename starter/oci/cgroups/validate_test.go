@@ -2,6 +2,9 @@ package cgroups
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -149,8 +152,9 @@ func TestValidateHost(t *testing.T) {
 
 func TestValidateUnifiedOnV2(t *testing.T) {
 	if !ocg.IsCgroup2UnifiedMode() {
-		err := Validate(&specs.LinuxResources{Unified: map[string]string{"memory.high": "1G"}})
-		checkFieldError(t, "unified on v1", err, "unified")
+		// The error names the first key, sorted, so that the user sees what is refused.
+		err := Validate(&specs.LinuxResources{Unified: map[string]string{"pids.max": "5", "memory.high": "1G"}})
+		checkFieldError(t, "unified on v1", err, "unified.memory.high")
 		if !errors.Is(err, errors.ErrUnsupported) {
 			t.Errorf("unified on v1: %v is not ErrUnsupported", err)
 		}
@@ -237,5 +241,82 @@ func TestDevState(t *testing.T) {
 	_ = s.apply(1, c(false, n(1), n(3), "rwm"))
 	if s.exc[devKey{'c', 1, 3}] != accAll {
 		t.Errorf("allow mode exceptions %v", s.exc)
+	}
+}
+
+// TestValidateBlockDevices: per-device block I/O settings for a device the kernel would
+// refuse them for are refused before anything is written, naming the field. A fake
+// /sys/dev/block: 8:0 a disk with BFQ, 8:1 its partition, 9:0 a disk with mq-deadline.
+func TestValidateBlockDevices(t *testing.T) {
+	v2 := ocg.IsCgroup2UnifiedMode()
+	if v2 && !hasV2Controller("io") || !v2 && !exists("/sys/fs/cgroup/blkio/blkio.throttle.read_bps_device") {
+		t.Skip("no block I/O throttling on this host")
+	}
+	fake := t.TempDir()
+	for dev, sched := range map[string]string{"8:0": "mq-deadline [bfq] none", "8:1": "", "9:0": "[mq-deadline] bfq none"} {
+		if err := os.MkdirAll(filepath.Join(fake, dev, "queue"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if sched != "" {
+			if err := os.WriteFile(filepath.Join(fake, dev, "queue", "scheduler"), []byte(sched+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.WriteFile(filepath.Join(fake, dev, "partition"), []byte("1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := sysBlock
+	sysBlock = fake
+	defer func() { sysBlock = old }()
+	thr := func(major, minor int64) *specs.LinuxResources {
+		return &specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{ThrottleReadIOPSDevice: []specs.LinuxThrottleDevice{
+			{LinuxBlockIODevice: specs.LinuxBlockIODevice{Major: major, Minor: minor}, Rate: 100}}}}
+	}
+	if err := Validate(thr(8, 0)); err != nil {
+		t.Errorf("throttle of a disk: %v", err)
+	}
+	for _, c := range []struct {
+		name         string
+		major, minor int64
+		want         string
+	}{{"no such device", 4095, 4095, "no block device 4095:4095"}, {"partition", 8, 1, "is a partition"}} {
+		err := Validate(thr(c.major, c.minor))
+		checkFieldError(t, c.name, err, "blockIO.throttleReadIOPSDevice[0]")
+		if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(fmt.Sprint(err), c.want) {
+			t.Errorf("%s: %v, want an unsupported error with %q", c.name, err, c.want)
+		}
+	}
+
+	// Per-device weights: BFQ's, unless the host has CFQ's blkio.weight_device.
+	bfqOnly := v2 || !exists("/sys/fs/cgroup/blkio/blkio.weight_device") && exists("/sys/fs/cgroup/blkio/blkio.bfq.io_service_bytes")
+	if !bfqOnly {
+		return
+	}
+	wd := func(major, minor int64) *specs.LinuxResources {
+		return &specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{WeightDevice: []specs.LinuxWeightDevice{
+			{LinuxBlockIODevice: specs.LinuxBlockIODevice{Major: major, Minor: minor}, Weight: ptr(uint16(200))}}}}
+	}
+	if err := Validate(wd(8, 0)); err != nil {
+		t.Errorf("weight of a BFQ disk: %v", err)
+	}
+	err := Validate(wd(9, 0))
+	checkFieldError(t, "weight of a non-BFQ disk", err, "blockIO.weightDevice[0].weight")
+	if !strings.Contains(fmt.Sprint(err), "uses the mq-deadline I/O scheduler") {
+		t.Errorf("weight of a non-BFQ disk: %v, want the scheduler named", err)
+	}
+	checkFieldError(t, "weight of no device", Validate(wd(4095, 4095)), "blockIO.weightDevice[0]")
+}
+
+// TestValidateHugetlbOnHybrid: a hybrid host whose hugetlb controller is in the cgroup2
+// hierarchy says so, rather than that there is no hugetlb controller.
+func TestValidateHugetlbOnHybrid(t *testing.T) {
+	sizes := ocg.HugePageSizes()
+	if ocg.IsCgroup2UnifiedMode() || exists("/sys/fs/cgroup/hugetlb") || !hybridHas("hugetlb") || len(sizes) == 0 {
+		t.Skip("not a hybrid host with hugetlb in its cgroup2 hierarchy only, and huge pages")
+	}
+	err := Validate(&specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: sizes[0], Limit: 1 << 21}}})
+	checkFieldError(t, "hugetlb on hybrid", err, "hugepageLimits[0]")
+	if !strings.Contains(fmt.Sprint(err), "cgroup2 hierarchy") {
+		t.Errorf("error %v does not say where the controller is", err)
 	}
 }
