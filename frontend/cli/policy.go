@@ -41,7 +41,7 @@ invalid one 2, with FILE:LINE and the key.`,
 			{
 				Name:      "explain",
 				Usage:     "say whether the policy allows a run, and if not which key denies it",
-				ArgsUsage: "[--user U] [--bind SRC[:DST[:ro|rw]]] [--ns NAME] [--cap CAP] [--mode setuid|userns] IMAGE",
+				ArgsUsage: "IMAGE",
 				Description: `Decides as the starter will: may user U (default: you) run IMAGE (a SIF file or a
 sandbox directory) with these binds, namespaces and capabilities? Prints "allowed" and
 what the user gets (how the image is mounted, binds, namespaces and capabilities, and
@@ -55,10 +55,10 @@ draft.`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "policy", Value: buildcfg.PolicyFile(), Usage: "the policy `FILE` to decide with"},
 					&cli.StringFlag{Name: "user", Usage: "decide for user `U` (a name or uid; default: you), with the groups of its passwd and group entries"},
-					&cli.StringSliceFlag{Name: "bind", Aliases: []string{"B"}, Usage: "a user bind `SRC[:DST[:ro|rw]]`"},
+					&cli.StringSliceFlag{Name: "bind", Aliases: []string{"B"}, Usage: "a user bind `SPEC`: SRC[:DST[:ro|rw]]"},
 					&cli.StringSliceFlag{Name: "ns", Usage: "ask for namespace `NAME`: pid, ipc, uts, net, cgroup"},
 					&cli.StringSliceFlag{Name: "cap", Usage: "ask for capability `CAP` (CAP_NET_RAW or net_raw)"},
-					&cli.StringFlag{Name: "mode", Value: string(policy.ModeSetuid), Usage: "`setuid` (the setuid starter) or userns (a user namespace)"},
+					&cli.StringFlag{Name: "mode", Value: string(policy.ModeSetuid), Usage: "run through the setuid starter (`MODE` setuid) or in a user namespace (userns)"},
 				},
 				OnUsageError: usageError,
 				Action:       policyExplain,
