@@ -33,6 +33,7 @@ type ociState struct {
 	ControlSocket string            `json:"controlSocket"`
 	AttachSocket  string            `json:"attachSocket"`
 	ExitStatus    *int              `json:"exitStatus"`
+	OOMKilled     bool              `json:"oomKilled"`
 }
 
 // ociEnv is a state root of the test's own and the bundle it made.

@@ -360,32 +360,52 @@ func TestOCISyncSocket(t *testing.T) {
 }
 
 // The monitor's attach socket: a client gets the container's output and feeds its stdin.
+// It is a SOCK_SEQPACKET socket: a hello ('H', then 'f' to follow), then 'I'+data for
+// stdin; output comes as '1'+data (stdout) and '2'+data (stderr).
 func TestOCIAttachSocket(t *testing.T) {
 	s := h.Begin(t)
 	defer s.Done()
-	e := newOCIEnv(t, s, []string{"/bin/cat"}, nil)
+	e := newOCIEnv(t, s, []string{"/bin/sh", "-c", "while read l; do echo \"$l\"; echo \"err $l\" >&2; done"}, nil)
 	e.oci("create", "-b", e.bundle, "a1").OK(t)
 	st := e.state(t, "a1")
 	e.oci("start", "a1").OK(t)
-	conn, err := net.Dial("unix", st.AttachSocket)
+	conn, err := net.Dial("unixpacket", st.AttachSocket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte("through the attach socket\n")); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{"Hf", "Ithrough the attach socket\n"} {
+		if _, err := conn.Write([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 256)
-	n, err := conn.Read(buf)
-	if err != nil || string(buf[:n]) != "through the attach socket\n" {
-		t.Errorf("attach socket read %q, %v", buf[:n], err)
+	got := map[byte]string{}
+	buf := make([]byte, 64<<10)
+	for got['1'] == "" || got['2'] == "" {
+		n, err := conn.Read(buf)
+		if err != nil || n == 0 {
+			t.Fatalf("attach socket: %v after %q", err, got)
+		}
+		got[buf[0]] += string(buf[1:n])
+	}
+	if got['1'] != "through the attach socket\n" || got['2'] != "err through the attach socket\n" {
+		t.Errorf("attach socket: stdout %q, stderr %q", got['1'], got['2'])
+	}
+	// A connection without a hello is closed by the monitor.
+	if bad, err := net.Dial("unixpacket", st.AttachSocket); err == nil {
+		_, _ = bad.Write([]byte("Ino hello\n"))
+		_ = bad.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := bad.Read(buf); n != 0 || err == nil || os.IsTimeout(err) {
+			t.Errorf("a client without hello read %q, %v; want the connection closed", buf[:n], err)
+		}
+		bad.Close()
 	}
 	// kerr oci attach: the same through the command, ended by the container's exit.
 	att := s.Start(h.Root, harness.Opts{Stdin: "through kerr oci attach\n"}, "oci", "--root", e.root, "attach", "a1")
 	time.Sleep(time.Second)
 	e.oci("kill", "-s", "KILL", "a1").OK(t)
-	if r := att.Wait(); r.Code != 0 || !strings.Contains(r.Stdout, "through kerr oci attach\n") {
+	if r := att.Wait(); r.Code != 0 || !strings.Contains(r.Stdout, "through kerr oci attach\n") || !strings.Contains(r.Stderr, "err through kerr oci attach\n") {
 		t.Errorf("kerr oci attach:\n%s", r)
 	}
 	e.waitStatus(t, "a1", "stopped")

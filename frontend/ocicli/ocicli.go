@@ -60,18 +60,43 @@ is the caller's child, as with runc.`,
 		},
 		{
 			Name:      "run",
-			Usage:     "create, start and wait for a container, then delete it (as runc run)",
+			Usage:     "create, start and attach to a container, then delete it; exit with its status",
 			ArgsUsage: "ID",
-			Description: `Creates the container from BUNDLE/config.json, starts it, waits for its process
-and deletes it; kerr stays as the container's parent (no monitor), passes signals on and
-exits with the container's status. With process.terminal and no --console-socket, the
-container's terminal is connected to yours.`,
-			Flags:        bundleFlags(),
+			Description: `Creates the container from BUNDLE/config.json, starts it, connects your stdio to
+it, and deletes it once it has exited; kerr exits with the container's status (128+N when
+signal N killed it), so it fits in a script. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2
+and SIGCONT are passed on to the container's process.
+
+By default the kerr monitor holds the container (as with create): its output is also
+logged (--log-path, --log-format; the state dir's container.log otherwise), stdout and
+stderr stay apart, the end of your stdin ends the container's, and with process.terminal
+your terminal goes raw and its size follows yours. When your stdin is a terminal, the
+detach keys (--detach-keys, default ctrl-p,ctrl-q) leave the container running: reattach
+with 'attach', remove it with 'delete'.
+
+With --no-monitor (kerr-runc's default), as runc run: kerr itself stays the container's
+parent and the container gets your stdio; with process.terminal and no --console-socket
+its terminal is connected to yours.`,
+			Flags: append(bundleFlags(),
+				&cli.StringFlag{Name: "log-path", Usage: "also write the container's stdout and stderr to this file (monitor mode)"},
+				&cli.StringFlag{Name: "log-format", Value: ocicfg.LogKubernetes, Usage: "format of the log: kubernetes (the CRI log format), basic or json"},
+				&cli.StringFlag{Name: "detach-keys", Value: ocicfg.DefaultDetachKeys, Usage: "keys that detach, leaving the container running (ctrl-X and single characters, comma separated; none: off)"},
+				&cli.BoolFlag{Name: "no-stdin", Usage: "do not pass stdin on (monitor mode)"},
+				&cli.BoolFlag{Name: "no-monitor", Usage: "no monitor: kerr stays the container's parent and gives it its stdio (as runc run)"},
+			),
 			OnUsageError: UsageError,
 			Action: func(c *cli.Context) error {
 				id, cfg, err := bundleConfig(c, ocicfg.ActionRun)
 				if err != nil {
 					return err
+				}
+				cfg.Monitor, cfg.LogFormat = !lineageBool(c, "no-monitor"), c.String("log-format")
+				if cfg.LogPath, err = absOrEmpty(c.String("log-path")); err != nil {
+					return err
+				}
+				cfg.DetachKeys, cfg.NoStdin = c.String("detach-keys"), c.Bool("no-stdin")
+				if _, err := ocicfg.ParseDetachKeys(cfg.DetachKeys); err != nil {
+					return UsageError(c, err, true)
 				}
 				return runOCI(c, id, cfg)
 			},
@@ -155,11 +180,23 @@ refused unless --force, which kills it first; with --force an unknown ID is no e
 			Usage:     "connect your terminal or stdio to a container's (monitor mode)",
 			ArgsUsage: "ID",
 			Description: `Connects to the monitor's attach socket: you see the container's output from now
-on and what you type goes to its stdin (or terminal, then yours goes raw). It ends when the
-container's output does (it exited) or your input does.`,
+on (stdout and stderr apart) and what you type goes to its stdin, or to its terminal; then
+yours goes raw and the container's terminal takes your size, now and when you resize.
+Several clients may attach at once. It ends when the container's output does (it exited);
+when your stdin is a terminal, the detach keys (default ctrl-p,ctrl-q) end it and leave
+the container running. The end of your stdin does not end the container's: others may
+still type.`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "detach-keys", Value: ocicfg.DefaultDetachKeys, Usage: "keys that detach (ctrl-X and single characters, comma separated; none: off)"},
+				&cli.BoolFlag{Name: "no-stdin", Usage: "only watch: do not pass stdin on"},
+			},
 			OnUsageError: UsageError,
 			Action: withID(func(c *cli.Context) (ocicfg.Config, error) {
-				return ocicfg.Config{Action: ocicfg.ActionAttach}, nil
+				cfg := ocicfg.Config{Action: ocicfg.ActionAttach, DetachKeys: c.String("detach-keys"), NoStdin: c.Bool("no-stdin")}
+				if _, err := ocicfg.ParseDetachKeys(cfg.DetachKeys); err != nil {
+					return cfg, UsageError(c, err, true)
+				}
+				return cfg, nil
 			}),
 		},
 		{
@@ -168,10 +205,18 @@ container's output does (it exited) or your input does.`,
 			ArgsUsage: "ID",
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing until the container stops"},
+				&cli.BoolFlag{Name: "reopen", Usage: "print nothing: have the monitor reopen the log file (after log rotation)"},
 			},
+			Description: `Prints the log the monitor writes (create/run --log-path, else container.log in the
+state dir) as it is: one record per line in the chosen format. For log rotation, rename
+the file and run 'logs --reopen ID': the monitor starts a new file at the same path.`,
 			OnUsageError: UsageError,
 			Action: withID(func(c *cli.Context) (ocicfg.Config, error) {
-				return ocicfg.Config{Action: ocicfg.ActionLogs, Follow: c.Bool("follow")}, nil
+				cfg := ocicfg.Config{Action: ocicfg.ActionLogs, Follow: c.Bool("follow"), Reopen: c.Bool("reopen")}
+				if cfg.Follow && cfg.Reopen {
+					return cfg, UsageError(c, fmt.Errorf("--follow and --reopen do not go together"), true)
+				}
+				return cfg, nil
 			}),
 		},
 		{

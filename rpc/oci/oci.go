@@ -6,6 +6,7 @@ package oci
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -74,8 +75,14 @@ type Config struct {
 	// ps: table or json
 	Format string `json:"format,omitempty"`
 
-	// logs: keep printing until the container stops
+	// logs: keep printing until the container stops; or, with Reopen, have the monitor
+	// reopen its log file (after rotation) instead of printing anything.
 	Follow bool `json:"follow,omitempty"`
+	Reopen bool `json:"reopen,omitempty"`
+	// attach, and run with the monitor: the key sequence that detaches (ParseDetachKeys);
+	// NoStdin does not pass our stdin on.
+	DetachKeys string `json:"detachKeys,omitempty"`
+	NoStdin    bool   `json:"noStdin,omitempty"`
 
 	// update: the new linux.resources
 	Resources *specs.LinuxResources `json:"resources,omitempty"`
@@ -132,8 +139,8 @@ func (c Config) Validate() error {
 		default:
 			return fmt.Errorf("unknown log format %q (basic, kubernetes or json)", c.LogFormat)
 		}
-		if c.Action == ActionRun && (c.Monitor || c.LogPath != "") {
-			return fmt.Errorf("run keeps the container itself: no monitor, no log path")
+		if _, err := ParseDetachKeys(c.DetachKeys); err != nil {
+			return err
 		}
 		if c.LogPath != "" && !c.Monitor {
 			return fmt.Errorf("a log path needs the monitor (it writes the log)")
@@ -166,7 +173,15 @@ func (c Config) Validate() error {
 		if c.Resources == nil {
 			return fmt.Errorf("update needs resources")
 		}
-	case ActionStart, ActionState, ActionDelete, ActionPause, ActionResume, ActionAttach, ActionLogs, ActionEvents:
+	case ActionAttach:
+		if _, err := ParseDetachKeys(c.DetachKeys); err != nil {
+			return err
+		}
+	case ActionLogs:
+		if c.Reopen && c.Follow {
+			return fmt.Errorf("logs: --reopen and --follow do not go together")
+		}
+	case ActionStart, ActionState, ActionDelete, ActionPause, ActionResume, ActionEvents:
 	case ActionPs:
 		if c.Format != "table" && c.Format != "json" {
 			return fmt.Errorf("ps format %q: table or json", c.Format)
@@ -175,4 +190,44 @@ func (c Config) Validate() error {
 		return fmt.Errorf("unknown oci action %q", c.Action)
 	}
 	return nil
+}
+
+// DefaultDetachKeys is the sequence that detaches from a container, as docker and podman
+// have it.
+const DefaultDetachKeys = "ctrl-p,ctrl-q"
+
+// ParseDetachKeys reads a detach sequence: a comma list of single characters and ctrl-X
+// (X a letter or one of @[\\]^_), "" for the default; "none" turns detaching off (nil).
+func ParseDetachKeys(s string) ([]byte, error) {
+	if s == "" {
+		s = DefaultDetachKeys
+	}
+	if s == "none" {
+		return nil, nil
+	}
+	var keys []byte
+	for _, k := range strings.Split(s, ",") {
+		switch {
+		case len(k) == 1 && k[0] >= 0x20 && k[0] < 0x7f:
+			keys = append(keys, k[0])
+		case len(k) == 6 && strings.HasPrefix(strings.ToLower(k), "ctrl-"):
+			c := k[5]
+			switch {
+			case c >= 'a' && c <= 'z':
+				keys = append(keys, c-'a'+1)
+			case c >= 'A' && c <= 'Z':
+				keys = append(keys, c-'A'+1)
+			case strings.IndexByte("@[\\]^_", c) >= 0:
+				keys = append(keys, c-'@')
+			default:
+				return nil, fmt.Errorf("detach keys %q: no control character ctrl-%c", s, c)
+			}
+		default:
+			return nil, fmt.Errorf("detach keys %q: %q is neither one character nor ctrl-X", s, k)
+		}
+	}
+	if len(keys) > 16 {
+		return nil, fmt.Errorf("detach keys %q: at most 16 keys", s)
+	}
+	return keys, nil
 }

@@ -37,7 +37,9 @@ func TestValidate(t *testing.T) {
 		"preserve-fds negative":   {Action: ActionCreate, Root: "/r", Bundle: "/b", PreserveFDs: -1},
 		"preserve-fds too many":   {Action: ActionCreate, Root: "/r", Bundle: "/b", PreserveFDs: MaxPreserveFDs + 1},
 		"preserve-fds for delete": {Action: ActionDelete, Root: "/r", PreserveFDs: 1},
-		"run with monitor":        {Action: ActionRun, Root: "/r", Bundle: "/b", Monitor: true},
+		"run log without monitor": {Action: ActionRun, Root: "/r", Bundle: "/b", LogPath: "/l"},
+		"bad detach keys":         {Action: ActionAttach, Root: "/r", DetachKeys: "ctrl-1"},
+		"reopen and follow":       {Action: ActionLogs, Root: "/r", Reopen: true, Follow: true},
 		"relative sync socket":    {Action: ActionCreate, Root: "/r", Bundle: "/b", SyncSocket: "s"},
 	}
 	for name, c := range bad {
@@ -45,6 +47,28 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		} else if strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error is not one line: %q", name, err)
+		}
+	}
+}
+
+func TestParseDetachKeys(t *testing.T) {
+	good := map[string][]byte{
+		"":              {0x10, 0x11},
+		"ctrl-p,ctrl-q": {0x10, 0x11},
+		"ctrl-A,x":      {0x01, 'x'},
+		"ctrl-@,ctrl-[": {0x00, 0x1b},
+		"ctrl-\\":       {0x1c},
+		"none":          nil,
+	}
+	for in, want := range good {
+		got, err := ParseDetachKeys(in)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("%q: %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"ctrl-1", "ctrl-", "ab", ",", "ctrl-p,", "\x01", strings.Repeat("a,", 16) + "a"} {
+		if _, err := ParseDetachKeys(in); err == nil {
+			t.Errorf("%q: accepted", in)
 		}
 	}
 }

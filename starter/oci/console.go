@@ -13,9 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
-	"github.com/kerr-hpc/kerr/errdefs"
 	"github.com/kerr-hpc/kerr/rpc/nsplan"
-	ocicfg "github.com/kerr-hpc/kerr/rpc/oci"
 )
 
 // newConsole gives the container's process a terminal (process.terminal), from the
@@ -177,41 +175,4 @@ func copyWinsize(master *os.File) {
 		return
 	}
 	_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws)
-}
-
-// attach connects our stdio to the container's through the monitor's attach socket, until
-// the container's output ends (it exited) or our input does. With a terminal, ours goes raw
-// and its size goes along. Privileges: root (the socket is root's).
-func (e Engine) attach(id string, cfg *ocicfg.Config) error {
-	d, s, err := openState(cfg.Root, id, lockShared)
-	if err != nil {
-		return err
-	}
-	spec, serr := readSpec(d)
-	cur := status(d, s)
-	d.close()
-	if cur == StatusStopped {
-		return fmt.Errorf("container %q is stopped: %w", id, errdefs.ErrState)
-	}
-	if s.AttachSocket == "" {
-		return fmt.Errorf("container %q has no monitor to attach to (created with --no-monitor): %w", id, errdefs.ErrState)
-	}
-	conn, err := net.Dial("unix", s.AttachSocket)
-	if err != nil {
-		return fmt.Errorf("attach %q: %w", id, err)
-	}
-	defer conn.Close()
-	if serr == nil && spec.Process.Terminal {
-		if st, err := term.MakeRaw(0); err == nil {
-			defer func() { _ = term.Restore(0, st) }()
-		}
-	}
-	go func() {
-		_, _ = io.Copy(conn, os.Stdin)
-		if uc, ok := conn.(*net.UnixConn); ok {
-			_ = uc.CloseWrite()
-		}
-	}()
-	_, err = io.Copy(os.Stdout, conn)
-	return err
 }

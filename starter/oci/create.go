@@ -99,10 +99,13 @@ func (e Engine) createWith(id string, cfg *ocicfg.Config, master **os.File) (pid
 	return pid, writePidFile(cfg.PidFile, pid)
 }
 
-// run is create, start, wait and delete in one process, as `runc run`: this process stays
-// the container's parent, passes signals on, shows its terminal when it has one (and no
+// run is create, start, wait and delete in one process. With the monitor, see
+// runMonitored; without it, as `runc run`: this process stays the container's parent, passes signals on, shows its terminal when it has one (and no
 // console socket), and exits with its status. Privileges: root.
 func (e Engine) run(id string, cfg *ocicfg.Config) error {
+	if cfg.Monitor {
+		return e.runMonitored(id, cfg)
+	}
 	ccfg := *cfg
 	ccfg.Action, ccfg.Monitor = ocicfg.ActionCreate, false
 	sigs := make(chan os.Signal, 16)

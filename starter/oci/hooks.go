@@ -27,6 +27,7 @@ type specState struct {
 	ControlSocket string     `json:"controlSocket,omitempty"`
 	ExitStatus    *int       `json:"exitStatus,omitempty"`
 	FinishedAt    int64      `json:"finishedAt,omitempty"`
+	OOMKilled     bool       `json:"oomKilled,omitempty"`
 }
 
 // hookState is the spec's state alone, for hooks' stdin.

@@ -59,7 +59,7 @@ func render(s *State, st string) specState {
 		out.Pid = s.Pid
 	}
 	if st == StatusStopped && s.ExitStatus != nil {
-		out.ExitStatus = s.ExitStatus
+		out.ExitStatus, out.OOMKilled = s.ExitStatus, s.OOMKilled
 		if s.Finished != nil {
 			out.FinishedAt = s.Finished.UnixNano()
 		}
@@ -442,7 +442,8 @@ func mergeResources(old, upd *specs.LinuxResources) *specs.LinuxResources {
 }
 
 // logs prints what the monitor logged of the container's output; with Follow it goes on
-// printing what comes until the container has stopped. Privileges: root.
+// printing what comes until the container has stopped. With Reopen it has the monitor
+// reopen the log file instead (log rotation). Privileges: root.
 func (e Engine) logs(id string, cfg *ocicfg.Config) error {
 	d, s, err := openState(cfg.Root, id, lockShared)
 	if err != nil {
@@ -451,6 +452,15 @@ func (e Engine) logs(id string, cfg *ocicfg.Config) error {
 	d.close()
 	if s.LogPath == "" {
 		return fmt.Errorf("container %q has no log (created with --no-monitor: its output went to create's stdio): %w", id, errdefs.ErrNotFound)
+	}
+	if cfg.Reopen {
+		if s.ControlSocket == "" || !alive(s.MonitorPid, s.MonitorStartTime) {
+			return fmt.Errorf("container %q: its monitor has exited, no log is open: %w", id, errdefs.ErrState)
+		}
+		if _, err := controlCall(s.ControlSocket, controlRequest{Op: "reopen-log"}); err != nil {
+			return fmt.Errorf("reopen the log of %q: %w", id, err)
+		}
+		return nil
 	}
 	f, err := os.Open(s.LogPath)
 	if err != nil {

@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -70,7 +69,15 @@ func (e Engine) monitor(id string, cfg *ocicfg.Config) error {
 		}
 	}
 	code := exitCode(ws)
-	recordExit(m.d, code, time.Now())
+	// Killed by SIGKILL while the OOM killer has been at work in its cgroup: that was it.
+	oom := false
+	if ws.Signaled() && ws.Signal() == unix.SIGKILL {
+		if st, err := m.d.readState(); err == nil {
+			n, ok := oomKills(st.CgroupPath)
+			oom = ok && n > 0
+		}
+	}
+	recordExit(m.d, code, oom, time.Now())
 	if st, err := m.d.readState(); err == nil {
 		notifySync(st, StatusStopped, 0)
 	}
@@ -136,6 +143,7 @@ func (e Engine) monitorSetup(m *monitored, cfg *ocicfg.Config) error {
 	if m.io, err = startLogging(logPath, cfg.LogFormat); err != nil {
 		return err
 	}
+	m.ctl.setIO(m.io)
 	state.LogPath = logPath
 	if m.io.serveAttach(m.d.file(attachSock)) == nil {
 		state.AttachSocket = m.d.file(attachSock)
@@ -165,7 +173,7 @@ func (e reportedError) Unwrap() error { return e.error }
 
 // recordExit writes the exit status into the state, under the container's lock. A delete
 // that holds the lock kills the monitor first, so waiting for it is safe.
-func recordExit(d *dir, code int, finished time.Time) {
+func recordExit(d *dir, code int, oomKilled bool, finished time.Time) {
 	for {
 		err := unix.Flock(d.fd, unix.LOCK_EX)
 		if err != unix.EINTR {
@@ -185,35 +193,40 @@ func recordExit(d *dir, code int, finished time.Time) {
 		return
 	}
 	s.ExitStatus = &code
+	s.OOMKilled = oomKilled
 	s.Finished = &finished
 	_ = d.writeState(s)
 }
 
 // containerIO is the monitor's side of a container's stdio: stdout and stderr are pipes
-// whose lines go to the log, stdin a pipe whose write end the monitor keeps open, so that
-// a shell waits on it as on a quiet terminal.
+// (or the terminal) whose output goes to the log, one record per line, and to the clients
+// of the attach socket as it comes; stdin is a pipe whose write end the monitor keeps open,
+// so that a shell waits on it as on a quiet terminal.
 type containerIO struct {
 	container [3]*os.File // the container's ends, closed here once it has them
-	stdin     *os.File    // the write end of its stdin, held for its life
+	stdin     *os.File    // the write end of its stdin, held for its life (or run's)
 	terminal  *os.File    // the pty master, when the container has a terminal
 	log       *os.File
+	logPath   string
 	format    string
-	logMu     sync.Mutex // guards log and attached
+	logMu     sync.Mutex // guards log, stdin and terminal
 	copiers   sync.WaitGroup
-	// attached are the connections to the attach socket: each gets the container's output
-	// as it comes, and what they send goes to its stdin (or terminal).
-	attached map[net.Conn]bool
-	attachLn *net.UnixListener
+	// clients are the connections to the attach socket (attach.go); nil once the
+	// container's output has ended.
+	clientsMu sync.Mutex
+	clients   map[*attachClient]struct{}
+	writers   sync.WaitGroup
+	attachLn  *net.UnixListener
 }
 
 // startLogging makes the pipes and starts copying what comes out of them into path, one
 // record per line, in format.
 func startLogging(path, format string) (*containerIO, error) {
-	log, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+	log, err := openLog(path)
 	if err != nil {
-		return nil, fmt.Errorf("log %s: %w", path, errdefs.ClassifyIO(err))
+		return nil, err
 	}
-	c := &containerIO{log: log, format: format}
+	c := &containerIO{log: log, logPath: path, format: format}
 	var outR, errR *os.File
 	c.container[0], c.stdin, err = os.Pipe()
 	if err == nil {
@@ -232,37 +245,65 @@ func startLogging(path, format string) (*containerIO, error) {
 		return nil, fmt.Errorf("container stdio: %w", err)
 	}
 	c.copiers.Add(2)
-	go c.copyLines(outR, "stdout")
-	go c.copyLines(errR, "stderr")
+	go c.copyOut(outR, attachStdout)
+	go c.copyOut(errR, attachStderr)
 	return c, nil
 }
 
-// copyLines copies what comes out of r into the log, one record per line, until EOF (or
-// EIO: a pty whose slave is closed everywhere).
-func (c *containerIO) copyLines(r *os.File, stream string) {
+func openLog(path string) (*os.File, error) {
+	log, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("log %s: %w", path, errdefs.ClassifyIO(err))
+	}
+	return log, nil
+}
+
+// reopenLog opens the log file again at its path and writes there from now on: after a
+// rotation (the old file renamed), the monitor starts a new one.
+func (c *containerIO) reopenLog() error {
+	log, err := openLog(c.logPath)
+	if err != nil {
+		return err
+	}
+	c.logMu.Lock()
+	old := c.log
+	c.log = log
+	c.logMu.Unlock()
+	if old != nil {
+		old.Close()
+	} else {
+		log.Close() // the container's output has ended
+	}
+	return nil
+}
+
+// copyOut copies what comes out of r to the attached clients as it comes and into the log,
+// one record per line, until EOF (or EIO: a pty whose slave is closed everywhere).
+func (c *containerIO) copyOut(r *os.File, kind byte) {
 	defer c.copiers.Done()
 	defer r.Close()
-	br := bufio.NewReaderSize(r, 64<<10)
+	stream := "stdout"
+	if kind == attachStderr {
+		stream = "stderr"
+	}
+	var split outputSplitter
+	logLine := func(line []byte, partial bool) {
+		rec := formatLog(c.format, time.Now(), stream, strings.TrimSuffix(string(line), "\r"), partial)
+		c.logMu.Lock()
+		if c.log != nil {
+			_, _ = c.log.WriteString(rec)
+		}
+		c.logMu.Unlock()
+	}
+	buf := make([]byte, attachChunk)
 	for {
-		line, err := br.ReadString('\n')
-		if line != "" {
-			partial := !strings.HasSuffix(line, "\n")
-			rec := formatLog(c.format, time.Now(), stream, strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), partial)
-			c.logMu.Lock()
-			if c.log != nil {
-				_, _ = c.log.WriteString(rec)
-			}
-			for conn := range c.attached {
-				// A client that does not read along is dropped, never waited for.
-				_ = conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-				if _, err := conn.Write([]byte(line)); err != nil {
-					conn.Close()
-					delete(c.attached, conn)
-				}
-			}
-			c.logMu.Unlock()
+		n, err := r.Read(buf)
+		if n > 0 {
+			c.fanOut(kind, buf[:n])
+			split.split(buf[:n], logLine)
 		}
 		if err != nil {
+			split.flush(logLine)
 			return
 		}
 	}
@@ -275,8 +316,18 @@ func (c *containerIO) addTerminal(master *os.File, _ string) error {
 	c.terminal = master
 	c.logMu.Unlock()
 	c.copiers.Add(1)
-	go c.copyLines(master, "stdout")
+	go c.copyOut(master, attachStdout)
 	return nil
+}
+
+// resize sets the terminal's size (attach follows the client's terminal).
+func (c *containerIO) resize(rows, cols uint16) error {
+	c.logMu.Lock()
+	defer c.logMu.Unlock()
+	if c.terminal == nil {
+		return errors.New("the container has no terminal")
+	}
+	return unix.IoctlSetWinsize(int(c.terminal.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
 }
 
 // handedOver closes the container's ends: its process has its own copies (or failed).
@@ -289,9 +340,10 @@ func (c *containerIO) handedOver() {
 	}
 }
 
-// wait waits until the container's output is all in the log, then closes it. A process
-// the container left behind may hold its stdout open: after a grace period the rest of
-// its output is dropped rather than keeping the monitor, and with it the exit status.
+// wait waits until the container's output is all in the log and sent to the attached
+// clients, then closes it. A process the container left behind may hold its stdout open:
+// after a grace period the rest of its output is dropped rather than keeping the monitor,
+// and with it the exit status.
 func (c *containerIO) wait() {
 	done := make(chan struct{})
 	go func() { c.copiers.Wait(); close(done) }()
@@ -302,62 +354,21 @@ func (c *containerIO) wait() {
 	c.close()
 }
 
-// serveAttach listens on path: a client (root only) gets the container's output from the
-// moment it connects, raw, and what it writes goes to the container's stdin, or to its
-// terminal. The socket goes with the container.
-func (c *containerIO) serveAttach(path string) error {
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return err
-	}
-	ln.SetUnlinkOnClose(true)
-	c.attachLn = ln
-	c.attached = map[net.Conn]bool{}
-	go func() {
-		for {
-			conn, err := ln.AcceptUnix()
-			if err != nil {
-				return
-			}
-			if cred, err := peerCred(conn); err != nil || cred.Uid != 0 {
-				conn.Close()
-				continue
-			}
-			c.logMu.Lock()
-			c.attached[conn] = true
-			input := c.stdin
-			if c.terminal != nil {
-				input = c.terminal
-			}
-			c.logMu.Unlock()
-			go func() {
-				if input != nil {
-					_, _ = io.Copy(input, conn)
-				}
-			}()
-		}
-	}()
-	return nil
-}
-
 func (c *containerIO) close() {
 	c.handedOver()
 	if c.attachLn != nil {
 		c.attachLn.Close()
 	}
+	c.endClients()
+	c.logMu.Lock()
 	if c.stdin != nil {
 		c.stdin.Close()
 		c.stdin = nil
 	}
-	c.logMu.Lock()
 	if c.log != nil {
 		c.log.Close()
 		c.log = nil
 	}
-	for conn := range c.attached {
-		conn.Close()
-	}
-	c.attached = nil
 	c.logMu.Unlock()
 }
 
@@ -394,6 +405,14 @@ type control struct {
 	mu   sync.Mutex
 	done chan struct{}
 	code int
+	io   *containerIO // set once the container's stdio exists
+}
+
+// setIO lets the control socket reach the container's stdio (resize, reopen-log).
+func (c *control) setIO(cio *containerIO) {
+	c.mu.Lock()
+	c.io = cio
+	c.mu.Unlock()
 }
 
 func serveControl(d *dir) *control {
@@ -417,8 +436,13 @@ func serveControl(d *dir) *control {
 	return c
 }
 
+// controlRequest is one request to the control socket. Ops: "state"; "wait" (answers
+// {"exitStatus":N} once the process has exited); "resize" (rows, cols: the terminal's
+// size); "reopen-log" (after log rotation). Errors answer {"error":"..."}.
 type controlRequest struct {
-	Op string `json:"op"`
+	Op   string `json:"op"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
 }
 
 func (c *control) handle(conn *net.UnixConn, d *dir) {
@@ -446,6 +470,23 @@ func (c *control) handle(conn *net.UnixConn, d *dir) {
 			return
 		}
 		_ = json.NewEncoder(conn).Encode(render(s, status(d, s)))
+	case "resize", "reopen-log":
+		c.mu.Lock()
+		cio := c.io
+		c.mu.Unlock()
+		err := errors.New("the container's stdio is not set up yet")
+		if cio != nil {
+			if req.Op == "resize" {
+				err = cio.resize(req.Rows, req.Cols)
+			} else {
+				err = cio.reopenLog()
+			}
+		}
+		if err != nil {
+			_ = json.NewEncoder(conn).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		_ = json.NewEncoder(conn).Encode(map[string]bool{"ok": true})
 	default:
 		_ = json.NewEncoder(conn).Encode(map[string]string{"error": "unknown op " + req.Op})
 	}

@@ -60,6 +60,9 @@ type State struct {
 	// ExitStatus and Finished are written by the monitor when the process ends.
 	ExitStatus *int       `json:"exitStatus,omitempty"`
 	Finished   *time.Time `json:"finished,omitempty"`
+	// OOMKilled: the process died of SIGKILL after the OOM killer had killed in its
+	// memory cgroup (the monitor checks when it reaps it).
+	OOMKilled bool `json:"oomKilled,omitempty"`
 	// Namespaces the container's process was given, by spec type, for exec: whether each
 	// was new or joined.
 	Namespaces []specs.LinuxNamespace `json:"namespaces,omitempty"`
