@@ -1,0 +1,196 @@
+// Package native is the message the frontend sends to the starter's "native" engine (HPC
+// mode: `kerr exec|run|shell IMAGE`, `kerr instance start`). It travels as the config of an
+// rpc/envelope Envelope. Everything in it is a request: the starter's stage 1 checks each
+// field against the admin's policy and the caller's own rights (the caller's identity comes
+// from the kernel, never from here), and only what it allows reaches the privileged stage.
+//
+// Nothing here needs privileges; the package is pure Go and used by both sides.
+package native
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// EngineName is the envelope's engine for these messages.
+const EngineName = "native"
+
+// Actions: what runs in the container.
+const (
+	// ActionExec runs Args[0] with Args[1:] (`kerr exec IMAGE CMD ARGS`).
+	ActionExec = "exec"
+	// ActionRun runs the image's runscript with Args (`kerr run IMAGE ARGS`).
+	ActionRun = "run"
+	// ActionShell runs a shell, with Args as its arguments (`kerr shell IMAGE`).
+	ActionShell = "shell"
+	// ActionInstance starts Args (the image's startscript when empty) in the background, as
+	// instance ID (`kerr instance start IMAGE NAME`).
+	ActionInstance = "instance"
+)
+
+// Namespaces a request may ask for (beyond the mount namespace every container has).
+const (
+	NamespacePID = "pid"
+	NamespaceIPC = "ipc"
+	NamespaceUTS = "uts"
+	NamespaceNet = "net"
+)
+
+// Bind is one --bind SRC[:DST[:ro|rw]]: a host path made visible in the container.
+type Bind struct {
+	Source   string `json:"source"`
+	Dest     string `json:"dest"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// Config is one request. Paths are absolute and clean (the frontend resolves relative ones
+// against the caller's cwd); Validate says so, and stage 1 checks again.
+type Config struct {
+	Action string `json:"action"`
+	// Image is a SIF file or a sandbox directory, or "instance://NAME" (join an instance).
+	Image string `json:"image"`
+	// Args: see the actions.
+	Args []string `json:"args,omitempty"`
+	// Env is the container's environment as the frontend computed it from the caller's
+	// (--cleanenv, --env, --env-file, KERRENV_*/SINGULARITYENV_*/APPTAINERENV_*); the image's
+	// own environment (/.singularity.d/env) is applied inside, on top, as Singularity does.
+	Env []string `json:"env,omitempty"`
+	// Cwd is the caller's working directory (bound into the container and entered unless
+	// --contain); Pwd, when set, is the directory to enter inside the container (--pwd).
+	Cwd string `json:"cwd"`
+	Pwd string `json:"pwd,omitempty"`
+	// Binds are the user's --bind entries, in order.
+	Binds []Bind `json:"binds,omitempty"`
+	// Home: --home SRC[:DST] ("" for the caller's home at the same path); NoHome: --no-home.
+	HomeSource string `json:"homeSource,omitempty"`
+	HomeDest   string `json:"homeDest,omitempty"`
+	NoHome     bool   `json:"noHome,omitempty"`
+	// Contain (-c): no host home, /tmp or cwd; ContainAll (-C): also a clean environment,
+	// its own ipc and pid namespaces.
+	Contain    bool `json:"contain,omitempty"`
+	ContainAll bool `json:"containAll,omitempty"`
+	// WritableTmpfs: the root filesystem is writable, changes kept in memory and dropped at
+	// the end (--writable-tmpfs).
+	WritableTmpfs bool `json:"writableTmpfs,omitempty"`
+	// Overlay: a directory whose contents are layered over the image (--overlay DIR).
+	Overlay string `json:"overlay,omitempty"`
+	// Namespaces asked for (pid, ipc, uts, net) and the hostname, with uts.
+	Namespaces []string `json:"namespaces,omitempty"`
+	Hostname   string   `json:"hostname,omitempty"`
+	// Seccomp: --security seccomp:PROFILE (an absolute path), "" for the policy's default.
+	Seccomp string `json:"seccomp,omitempty"`
+	// NoMount lists mounts not to make: proc, sys, dev, devpts, home, tmp, cwd, hostfs or a
+	// system bind's path (--no-mount).
+	NoMount []string `json:"noMount,omitempty"`
+	// Instance is the instance name for ActionInstance.
+	Instance string `json:"instance,omitempty"`
+}
+
+// MaxArgs, MaxEnv and MaxBinds bound a request: stage 1 reads it as untrusted input.
+const (
+	MaxArgs  = 4096
+	MaxEnv   = 4096
+	MaxBinds = 64
+)
+
+func absClean(what, p string) error {
+	if p == "" || !filepath.IsAbs(p) || filepath.Clean(p) != p {
+		return fmt.Errorf("%s %q is not an absolute, clean path", what, p)
+	}
+	if strings.ContainsRune(p, 0) {
+		return fmt.Errorf("%s has a NUL byte", what)
+	}
+	return nil
+}
+
+// Validate checks the request's form; whether it is allowed is stage 1's decision.
+func (c *Config) Validate() error {
+	switch c.Action {
+	case ActionExec:
+		if len(c.Args) == 0 {
+			return fmt.Errorf("exec needs a command")
+		}
+	case ActionRun, ActionShell:
+	case ActionInstance:
+		if c.Instance == "" {
+			return fmt.Errorf("instance start needs a name")
+		}
+	default:
+		return fmt.Errorf("unknown action %q", c.Action)
+	}
+	if name, ok := strings.CutPrefix(c.Image, "instance://"); ok {
+		if name == "" || strings.ContainsAny(name, "/\x00") {
+			return fmt.Errorf("instance name %q", name)
+		}
+	} else if err := absClean("image", c.Image); err != nil {
+		return err
+	}
+	if len(c.Args) > MaxArgs || len(c.Env) > MaxEnv || len(c.Binds) > MaxBinds {
+		return fmt.Errorf("too many args, env entries or binds (at most %d, %d, %d)", MaxArgs, MaxEnv, MaxBinds)
+	}
+	for _, a := range c.Args {
+		if strings.ContainsRune(a, 0) {
+			return fmt.Errorf("an argument has a NUL byte")
+		}
+	}
+	for _, e := range c.Env {
+		k, _, ok := strings.Cut(e, "=")
+		if !ok || k == "" || strings.ContainsRune(e, 0) {
+			return fmt.Errorf("environment entry %q is not KEY=VALUE", e)
+		}
+	}
+	if err := absClean("cwd", c.Cwd); err != nil {
+		return err
+	}
+	if c.Pwd != "" {
+		if err := absClean("pwd", c.Pwd); err != nil {
+			return err
+		}
+	}
+	for i, b := range c.Binds {
+		if err := absClean(fmt.Sprintf("bind %d source", i+1), b.Source); err != nil {
+			return err
+		}
+		if err := absClean(fmt.Sprintf("bind %d destination", i+1), b.Dest); err != nil {
+			return err
+		}
+	}
+	if c.HomeSource != "" {
+		if err := absClean("home", c.HomeSource); err != nil {
+			return err
+		}
+		if err := absClean("home destination", c.HomeDest); err != nil {
+			return err
+		}
+	}
+	if c.NoHome && c.HomeSource != "" {
+		return fmt.Errorf("--home and --no-home do not go together")
+	}
+	if c.Overlay != "" {
+		if err := absClean("overlay", c.Overlay); err != nil {
+			return err
+		}
+		if c.WritableTmpfs {
+			return fmt.Errorf("--overlay and --writable-tmpfs do not go together")
+		}
+	}
+	for _, ns := range c.Namespaces {
+		switch ns {
+		case NamespacePID, NamespaceIPC, NamespaceUTS, NamespaceNet:
+		default:
+			return fmt.Errorf("unknown namespace %q (pid, ipc, uts or net)", ns)
+		}
+	}
+	if c.Hostname != "" {
+		if len(c.Hostname) > 64 || strings.ContainsAny(c.Hostname, "/\x00 ") {
+			return fmt.Errorf("hostname %q", c.Hostname)
+		}
+	}
+	if c.Seccomp != "" {
+		if err := absClean("seccomp profile", c.Seccomp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
