@@ -16,6 +16,10 @@ import (
 // EngineName is the envelope's engine for these messages.
 const EngineName = "native"
 
+// Magic starts the config bytes of an HPC-mode request, before the envelope's JSON: the
+// starter's C stage reads it to pick the two-stage HPC flow (frontend/launch writes it).
+const Magic = "KERRHPC1\n"
+
 // Actions: what runs in the container.
 const (
 	// ActionExec runs Args[0] with Args[1:] (`kerr exec IMAGE CMD ARGS`).
