@@ -56,10 +56,13 @@ type Config struct {
 	Image string `json:"image"`
 	// Args: see the actions.
 	Args []string `json:"args,omitempty"`
-	// Env is the container's environment as the frontend computed it from the caller's
-	// (--cleanenv, --env, --env-file, KERRENV_*/SINGULARITYENV_*/APPTAINERENV_*); the image's
-	// own environment (/.singularity.d/env) is applied inside, on top, as Singularity does.
-	Env []string `json:"env,omitempty"`
+	// Env is what the container inherits of the caller's environment (all of it but what
+	// Apptainer leaves out, or a minimal set with --cleanenv); the image's own environment
+	// (/.singularity.d/env/*.sh) is applied over it inside. EnvOverride is what the caller
+	// set explicitly (KERRENV_X, SINGULARITYENV_X, APPTAINERENV_X, --env-file, --env): it is
+	// applied last and wins over the image's, as in Apptainer.
+	Env         []string `json:"env,omitempty"`
+	EnvOverride []string `json:"envOverride,omitempty"`
 	// Cwd is the caller's working directory (bound into the container and entered unless
 	// --contain); Pwd, when set, is the directory to enter inside the container (--pwd).
 	Cwd string `json:"cwd"`
@@ -138,7 +141,10 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("an argument has a NUL byte")
 		}
 	}
-	for _, e := range c.Env {
+	if len(c.EnvOverride) > MaxEnv {
+		return fmt.Errorf("too many environment entries (at most %d)", MaxEnv)
+	}
+	for _, e := range append(append([]string(nil), c.Env...), c.EnvOverride...) {
 		k, _, ok := strings.Cut(e, "=")
 		if !ok || k == "" || strings.ContainsRune(e, 0) {
 			return fmt.Errorf("environment entry %q is not KEY=VALUE", e)
