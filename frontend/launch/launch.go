@@ -1,8 +1,9 @@
 // Package launch is where the frontend executes the starter for an engine it hands a job
-// to (the bundle engine): it wraps the engine's config in an rpc/envelope Envelope, hands it
-// over on an inherited pipe (fd 3, `--config-fd 3`), and turns the starter's exit into an
-// error the CLI can report. (The OCI lifecycle execs the starter itself, from starter/oci,
-// for the processes that become a container's and for its monitor.)
+// to. Run (the bundle engine) wraps the engine's config in an rpc/envelope Envelope, hands it
+// over on an inherited pipe (fd 3, `--config-fd 3`), waits, and turns the starter's exit into
+// an error the CLI can report. Exec (HPC mode, `kerr exec|run|shell`) replaces kerr with the
+// starter, the config in a sealed memfd (exec.go). (The OCI lifecycle execs the starter
+// itself, from starter/oci, for the processes that become a container's and for its monitor.)
 //
 // Privileges: the caller's. The starter decides what it may do; nothing here is trusted by it.
 package launch
