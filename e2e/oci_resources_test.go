@@ -637,9 +637,12 @@ func TestOCIResourcesHugepages(t *testing.T) {
 }
 
 // Devices: the rules allow what they say and nothing else, the defaults (/dev/null, ...)
-// included; update replaces the rules on the running container, still with the defaults.
-// /dev/kmsg (1:11) opened write-only needs no privilege, so whether it opens is the
-// cgroup's answer alone; the open of a denied device fails with EPERM whatever its driver.
+// and the devices of linux.devices included; update replaces the rules on the running
+// container, still with the defaults and linux.devices (as create adds them). /dev/kmsg
+// (1:11) opened write-only needs no privilege, so whether it opens is the cgroup's answer
+// alone; the open of a denied device fails with EPERM whatever its driver, and 10:201 is
+// never allowed. The linux.devices node (10:200, /dev/net/tun's numbers) must not get
+// EPERM; whether its driver is there is the host's business.
 func TestOCIResourcesDevices(t *testing.T) {
 	if resV2 {
 		t.Skip("cgroup v2 device rules need eBPF, which kerr does not build in (Validate refuses them there)")
@@ -649,13 +652,17 @@ func TestOCIResourcesDevices(t *testing.T) {
 	kmsg := func(access string) specs.LinuxDeviceCgroup {
 		return specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: resI64(1), Minor: resI64(11), Access: access}
 	}
-	e := newOCIEnv(t, s, nil, resEdit(func(r *specs.LinuxResources) { r.Devices = append(r.Devices, kmsg("w")) }))
+	mode := os.FileMode(0o600)
+	e := newOCIEnv(t, s, nil, func(sp *specs.Spec) {
+		resEdit(func(r *specs.LinuxResources) { r.Devices = append(r.Devices, kmsg("w")) })(sp)
+		sp.Linux.Devices = append(sp.Linux.Devices, specs.LinuxDevice{Path: "/dev/specdev", Type: "c", Major: 10, Minor: 200, FileMode: &mode})
+	})
 	defer e.resCleanup()
 	id := resID("dev")
 	pid := e.resStart(t, id)
-	probe := `[ -c /dev/kmsg0 ] || mknod /dev/kmsg0 c 1 11; [ -c /dev/tun0 ] || mknod /dev/tun0 c 10 200
+	probe := `[ -c /dev/kmsg0 ] || mknod /dev/kmsg0 c 1 11; [ -c /dev/deny0 ] || mknod /dev/deny0 c 10 201
 try() { if (eval "exec 3$2$1") 2>/tmp/err; then echo "$1$2 ok"; else echo "$1$2 $(cat /tmp/err)"; fi; }
-try /dev/kmsg0 '>'; try /dev/kmsg0 '<>'; try /dev/tun0 '<>'; try /dev/null '<>'; try /dev/zero '<'`
+try /dev/kmsg0 '>'; try /dev/kmsg0 '<>'; try /dev/deny0 '<>'; try /dev/specdev '<>'; try /dev/null '<>'; try /dev/zero '<'`
 	check := func(when string, want map[string]string) {
 		t.Helper()
 		out := e.resIn(t, id, probe)
@@ -666,24 +673,27 @@ try /dev/kmsg0 '>'; try /dev/kmsg0 '<>'; try /dev/tun0 '<>'; try /dev/null '<>';
 					line = l
 				}
 			}
-			if w == "ok" && !strings.HasSuffix(line, " ok") || w == "EPERM" && !strings.Contains(line, "Operation not permitted") {
+			eperm := strings.Contains(line, "Operation not permitted")
+			if line == "" || w == "ok" && !strings.HasSuffix(line, " ok") || w == "EPERM" && !eperm || w == "not EPERM" && eperm {
 				t.Errorf("%s: open %s: %q, want %s\n%s", when, open, line, w, out)
 			}
 		}
 	}
-	check("created allowing kmsg for writing", map[string]string{
-		"/dev/kmsg0>": "ok", "/dev/kmsg0<>": "EPERM", "/dev/tun0<>": "EPERM", "/dev/null<>": "ok", "/dev/zero<": "ok"})
+	check("created allowing kmsg for writing", map[string]string{"/dev/kmsg0>": "ok", "/dev/kmsg0<>": "EPERM",
+		"/dev/deny0<>": "EPERM", "/dev/specdev<>": "not EPERM", "/dev/null<>": "ok", "/dev/zero<": "ok"})
 	devList := "/sys/fs/cgroup/devices/devices.list"
 	if got := e.resRead(t, id, devList)[devList]; !strings.Contains(got, "c 1:11 w") {
 		t.Errorf("devices.list inside the container: %q, want c 1:11 w in it", got)
 	}
 
-	// Only the default rule: kmsg is denied now; the default devices stay.
+	// Only the default rule: kmsg is denied now; the default devices and linux.devices stay.
 	e.resUpdate(t, id, "--from-file", `{"devices":[{"allow":false,"access":"rwm"}]}`).OK(t)
-	check("updated to deny all", map[string]string{"/dev/kmsg0>": "EPERM", "/dev/null<>": "ok", "/dev/zero<": "ok"})
+	check("updated to deny all", map[string]string{"/dev/kmsg0>": "EPERM", "/dev/deny0<>": "EPERM",
+		"/dev/specdev<>": "not EPERM", "/dev/null<>": "ok", "/dev/zero<": "ok"})
 	// And back, from stdin.
 	e.resUpdate(t, id, "-", resJSON(specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}, kmsg("w")}})).OK(t)
-	check("updated to allow kmsg again", map[string]string{"/dev/kmsg0>": "ok", "/dev/tun0<>": "EPERM", "/dev/null<>": "ok"})
+	check("updated to allow kmsg again", map[string]string{"/dev/kmsg0>": "ok", "/dev/deny0<>": "EPERM",
+		"/dev/specdev<>": "not EPERM", "/dev/null<>": "ok"})
 	e.resDelete(t, id, pid)
 	e.resUmount(t)
 }
