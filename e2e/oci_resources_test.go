@@ -32,8 +32,9 @@ import (
 // instead; bad updates fail in one line with a documented exit code and leave the
 // container as it was.
 //
-// The reference host is hybrid (cgroup v1 controllers, an empty cgroup2 hierarchy at
-// /sys/fs/cgroup/unified); the paths and values for a unified cgroup v2 host are given too.
+// The reference host is hybrid: cgroup v1 controllers, and a cgroup2 hierarchy at
+// /sys/fs/cgroup/unified with no controller enabled (hugetlb is bound to it, unused). The
+// paths and values for a unified cgroup v2 host are given too, untried there.
 
 // resV2 says whether the host has the unified cgroup v2 layout (cgroup2 at /sys/fs/cgroup).
 var resV2 = func() bool {
@@ -140,7 +141,7 @@ func (e *ociEnv) resWant(t *testing.T, id, when string, want map[string]string) 
 	}
 }
 
-// resUpdate runs `kerr oci update` with r as JSON, by one of the three ways to give it:
+// resUpdate runs `kerr oci update` with doc, by one of the three ways to give it:
 // "--from-file" and "--resources" (a file), "-" (stdin, as `-r -`).
 func (e *ociEnv) resUpdate(t *testing.T, id, how, doc string) harness.Result {
 	t.Helper()
@@ -229,8 +230,8 @@ func resHostCPUs(t *testing.T) (cpus []string, mems string) {
 	return cpus, mems
 }
 
-// resProcStatus returns a field of /proc/PID/status inside the container ("self" is the
-// exec'd shell, 1 the container's process).
+// resProcStatus returns a field of /proc/PID/status inside the container ("self": a new
+// process, which exec runs; 1: the container's first process).
 func (e *ociEnv) resProcStatus(t *testing.T, id, pid, field string) string {
 	t.Helper()
 	out := e.resIn(t, id, "grep '^"+field+":' /proc/"+pid+"/status")
@@ -255,7 +256,12 @@ func TestOCIResourcesMemory(t *testing.T) {
 	if !resHostHas("memory", "memory.limit_in_bytes") {
 		t.Skip("the host has no memory cgroup controller")
 	}
-	memsw := resV2 || resHostHas("memory", "memory.memsw.limit_in_bytes")
+	memsw := resHostHas("memory", "memory.memsw.limit_in_bytes")
+	if resV2 {
+		// v2 has memory.swap.max below the root only when swap accounting is on.
+		m, _ := filepath.Glob("/sys/fs/cgroup/*/memory.swap.max")
+		memsw = len(m) > 0
+	}
 	if !memsw {
 		// Without swap accounting a container can swap past its limit instead of being
 		// OOM-killed, when the host has swap.
