@@ -28,13 +28,14 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef __GLIBC__
 #error "the starter relies on glibc passing argc, argv and envp to constructors"
 #endif
 
-struct kerr_stage0 kerr_stage0 = {.sync_fd = -1};
+struct kerr_stage0 kerr_stage0 = {.sync_fd = -1, .stage1_fd = -1};
 
 static void send_error(const char *line, size_t len);
 
@@ -533,6 +534,294 @@ static void apply_plan(void)
 	_exit(0);
 }
 
+/* raw_fork forks without glibc's atfork handlers, which have no business here. Privileges:
+ * any. */
+static pid_t raw_fork(void)
+{
+	return (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
+/* become_caller sets real, effective and saved ids to the caller's, for good, and checks
+ * with the kernel. Root's starter (the caller is root) has nothing to drop. Privileges:
+ * leaves with the caller's ids and, for a non-root caller, no capabilities. */
+static void become_caller(void)
+{
+	uid_t r, e, s;
+	gid_t rg, eg, sg;
+	uid_t uid = kerr_stage0.uid;
+	gid_t gid = kerr_stage0.gid;
+
+	if (setresgid(gid, gid, gid) != 0)
+		die(KERR_EXIT_FATAL, "setresgid(%u): %m", gid);
+	if (setresuid(uid, uid, uid) != 0)
+		die(KERR_EXIT_FATAL, "setresuid(%u): %m", uid);
+	if (getresuid(&r, &e, &s) != 0 || getresgid(&rg, &eg, &sg) != 0)
+		die(KERR_EXIT_FATAL, "reading back ids: %m");
+	if (r != uid || e != uid || s != uid || rg != gid || eg != gid || sg != gid)
+		die(KERR_EXIT_FATAL, "ids after dropping for good are uid %u/%u/%u gid %u/%u/%u", r, e, s, rg, eg, sg);
+	set_nondumpable();
+}
+
+/* become_root takes root back for stage 2 in setuid mode: real, effective and saved ids 0, so
+ * that the caller can neither signal nor trace the process (it is non-dumpable too).
+ * Supplementary groups stay the caller's; stage 2 sets the payload's own. Privileges: needs
+ * the saved uid of root that drop_privileges kept. */
+static void become_root(void)
+{
+	uid_t r, e, s;
+	gid_t rg, eg, sg;
+
+	if (setresuid(0, 0, 0) != 0)
+		die(KERR_EXIT_FATAL, "setresuid(0): %m");
+	if (setresgid(0, 0, 0) != 0)
+		die(KERR_EXIT_FATAL, "setresgid(0): %m");
+	if (getresuid(&r, &e, &s) != 0 || getresgid(&rg, &eg, &sg) != 0)
+		die(KERR_EXIT_FATAL, "reading back ids: %m");
+	if (r != 0 || e != 0 || s != 0 || rg != 0 || eg != 0 || sg != 0)
+		die(KERR_EXIT_FATAL, "ids after taking root back are uid %u/%u/%u gid %u/%u/%u", r, e, s, rg, eg, sg);
+	set_nondumpable();
+}
+
+/* receive_plan reads stage 1's plan from fd until EOF: at most KERR_CONFIG_MAX bytes and
+ * KERR_HPC_MAX_FDS fds (close-on-exec), which replace the request as the config. Stage 1 is
+ * trusted code, but a bound is a bound. Privileges: the caller's. */
+static void receive_plan(int fd)
+{
+	const size_t cap = (size_t)KERR_CONFIG_MAX + 1;
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * KERR_HPC_MAX_FDS)];
+	} ctl;
+	unsigned char *buf;
+	size_t len = 0;
+	ssize_t n;
+
+	buf = malloc(cap);
+	if (buf == NULL)
+		die(KERR_EXIT_FATAL, "allocating the plan buffer: %m");
+	for (;;) {
+		struct iovec iov = {.iov_base = buf + len, .iov_len = cap - len};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+				     .msg_controllen = sizeof(ctl.buf)};
+		struct cmsghdr *c;
+
+		if (len == cap)
+			die(KERR_EXIT_CONFIG, "invalid engine config: the plan is over %d bytes", KERR_CONFIG_MAX);
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die(KERR_EXIT_FATAL, "receiving the plan: %m");
+		for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+			size_t i, nfds;
+
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				die(KERR_EXIT_FATAL, "receiving the plan: unexpected control message");
+			nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (i = 0; i < nfds; i++) {
+				int pfd;
+
+				memcpy(&pfd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (kerr_stage0.npassed == KERR_HPC_MAX_FDS)
+					die(KERR_EXIT_FATAL, "receiving the plan: more than %d fds", KERR_HPC_MAX_FDS);
+				kerr_stage0.passed_fds[kerr_stage0.npassed++] = pfd;
+			}
+		}
+		if (msg.msg_flags & MSG_CTRUNC)
+			die(KERR_EXIT_FATAL, "receiving the plan: more than %d fds", KERR_HPC_MAX_FDS);
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (close(fd) != 0 && errno != EINTR)
+		die(KERR_EXIT_FATAL, "closing the plan socket: %m");
+	memset(kerr_stage0.config, 0, kerr_stage0.config_len);
+	free(kerr_stage0.config);
+	kerr_stage0.config = buf;
+	kerr_stage0.config_len = len;
+	kerr_stage0.config_off = 0;
+}
+
+/* wait_stage1 waits for stage 1 and exits with its status unless it succeeded: it has said
+ * why on stderr. Privileges: any. */
+static void wait_stage1(pid_t pid)
+{
+	int st;
+	pid_t r;
+
+	do
+		r = waitpid(pid, &st, 0);
+	while (r < 0 && errno == EINTR);
+	if (r != pid)
+		die(KERR_EXIT_FATAL, "waiting for stage 1: %m");
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return;
+	if (WIFEXITED(st))
+		_exit(WEXITSTATUS(st));
+	die(KERR_EXIT_FATAL, "stage 1 was killed by signal %d", WTERMSIG(st));
+}
+
+/* exit_like exits as the payload did: its code, or 128+N when signal N killed it. */
+static void exit_like(int st) __attribute__((noreturn));
+static void exit_like(int st)
+{
+	if (WIFSIGNALED(st))
+		_exit(128 + WTERMSIG(st));
+	_exit(WEXITSTATUS(st));
+}
+
+/* relay passes every signal it gets on to child and exits as child does; as pid 1 of a pid
+ * namespace (reap_all) it also reaps the orphans the namespace hands it. Signals are blocked
+ * (by the caller, before the fork) and taken with sigwaitinfo, so none is lost and the
+ * kernel delivers them to a namespace's init even without handlers. Privileges: the
+ * caller's ids (become_caller ran): the caller may signal it, which is the point. */
+static void relay(pid_t child, int reap_all) __attribute__((noreturn));
+static void relay(pid_t child, int reap_all)
+{
+	sigset_t all;
+	siginfo_t si;
+	int sig, st;
+	pid_t r;
+
+	if (sigfillset(&all) != 0)
+		die(KERR_EXIT_FATAL, "sigfillset: %m");
+	for (;;) {
+		sig = sigwaitinfo(&all, &si);
+		if (sig < 0) {
+			if (errno == EINTR)
+				continue;
+			die(KERR_EXIT_FATAL, "sigwaitinfo: %m");
+		}
+		if (sig != SIGCHLD) {
+			/* Stop signals from a terminal stop the payload, not us. */
+			if (kill(child, sig) != 0 && errno != ESRCH)
+				die(KERR_EXIT_FATAL, "passing signal %d on: %m", sig);
+			continue;
+		}
+		for (;;) {
+			r = waitpid(reap_all ? -1 : child, &st, WNOHANG);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			if (r == child && (WIFEXITED(st) || WIFSIGNALED(st)))
+				exit_like(st);
+		}
+	}
+}
+
+/* enter_pid_namespace: unshare has made the next child the first of a new pid namespace.
+ * The process the caller started (outside) becomes a relay with the caller's ids; its child,
+ * pid 1 inside, becomes an init relay that reaps, with the caller's ids too, and dies with
+ * the relay (then the kernel kills the whole namespace); pid 2 goes on to stage 2 as root,
+ * with the signal mask the caller gave. Privileges: root on entry. */
+static void enter_pid_namespace(void)
+{
+	sigset_t all, old;
+	struct pollfd p;
+	int gone[2];
+	pid_t init, payload;
+
+	if (sigfillset(&all) != 0 || sigprocmask(SIG_SETMASK, &all, &old) != 0)
+		die(KERR_EXIT_FATAL, "blocking signals: %m");
+	/* The relay holds the write end for its life: init sees POLLHUP once it is gone. */
+	if (pipe2(gone, O_CLOEXEC) != 0)
+		die(KERR_EXIT_FATAL, "pipe: %m");
+	init = raw_fork();
+	if (init < 0)
+		die(KERR_EXIT_FATAL, "fork into the new pid namespace: %m");
+	if (init > 0) {
+		if (close(gone[0]) != 0 && errno != EINTR)
+			die(KERR_EXIT_FATAL, "close: %m");
+		become_caller();
+		relay(init, 0);
+	}
+	if (close(gone[1]) != 0 && errno != EINTR)
+		die(KERR_EXIT_FATAL, "close: %m");
+	payload = raw_fork();
+	if (payload < 0)
+		die(KERR_EXIT_FATAL, "fork inside the new pid namespace: %m");
+	if (payload > 0) {
+		become_caller();
+		/* After the last change of ids, which clears it. Our parent is outside the namespace
+		 * (getppid says 0), so the pipe tells whether it died before this took effect. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+			die(KERR_EXIT_FATAL, "prctl(PR_SET_PDEATHSIG): %m");
+		p.fd = gone[0];
+		p.events = POLLIN;
+		p.revents = 0;
+		if (poll(&p, 1, 0) != 0)
+			_exit(KERR_EXIT_FATAL);
+		if (close(gone[0]) != 0 && errno != EINTR)
+			die(KERR_EXIT_FATAL, "close: %m");
+		relay(payload, 1);
+	}
+	if (close(gone[0]) != 0 && errno != EINTR)
+		die(KERR_EXIT_FATAL, "close: %m");
+	if (sigprocmask(SIG_SETMASK, &old, NULL) != 0)
+		die(KERR_EXIT_FATAL, "restoring the signal mask: %m");
+}
+
+/* hpc_namespaces applies the namespace plan at the start of stage 1's plan: unshare flags
+ * only (mount, uts, ipc, net, pid), no joins. Privileges: root. */
+static void hpc_namespaces(void)
+{
+	const uint32_t allowed = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID;
+	size_t off = KERR_PLAN_MAGIC_LEN;
+	uint32_t flags, njoin;
+
+	if (kerr_stage0.config_len < KERR_PLAN_MAGIC_LEN ||
+	    memcmp(kerr_stage0.config, KERR_PLAN_MAGIC, KERR_PLAN_MAGIC_LEN) != 0)
+		die(KERR_EXIT_CONFIG, "invalid engine config: stage 1's plan has no namespace plan");
+	flags = plan_u32(&off);
+	njoin = plan_u32(&off);
+	if ((flags & ~allowed) != 0 || (flags & CLONE_NEWNS) == 0 || njoin != 0)
+		die(KERR_EXIT_CONFIG, "invalid engine config: stage 1's namespace plan (%#x, %u joins)", flags, njoin);
+	if (unshare((int)flags & ~CLONE_NEWPID) != 0)
+		die(KERR_EXIT_FATAL, "unshare(%#x): %m", flags & ~(uint32_t)CLONE_NEWPID);
+	kerr_stage0.config_off = off;
+	kerr_stage0.planned = 1;
+	if (flags & CLONE_NEWPID) {
+		if (unshare(CLONE_NEWPID) != 0)
+			die(KERR_EXIT_FATAL, "unshare(CLONE_NEWPID): %m");
+		enter_pid_namespace();
+	}
+}
+
+/* hpc_stages runs HPC mode's two stages (see starter.h). Returns in stage 1 (the child) and in
+ * stage 2 (this process, or pid 2 of a new pid namespace). Privileges: the caller's on entry;
+ * stage 2 returns as root. */
+static void hpc_stages(void)
+{
+	int sp[2];
+	pid_t pid;
+
+	if (!kerr_stage0.dropped && geteuid() != 0)
+		die(KERR_EXIT_FATAL, "HPC mode needs starter-suid installed setuid root, or root");
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
+		die(KERR_EXIT_FATAL, "socketpair: %m");
+	pid = raw_fork();
+	if (pid < 0)
+		die(KERR_EXIT_FATAL, "fork stage 1: %m");
+	if (pid == 0) {
+		if (close(sp[0]) != 0 && errno != EINTR)
+			die(KERR_EXIT_FATAL, "close: %m");
+		become_caller();
+		kerr_stage0.role = KERR_ROLE_STAGE1;
+		kerr_stage0.stage1_fd = sp[1];
+		kerr_stage0.config_off = KERR_HPC_MAGIC_LEN;
+		return;
+	}
+	if (close(sp[1]) != 0 && errno != EINTR)
+		die(KERR_EXIT_FATAL, "close: %m");
+	receive_plan(sp[0]);
+	wait_stage1(pid);
+	if (kerr_stage0.dropped)
+		become_root();
+	hpc_namespaces();
+	kerr_stage0.role = KERR_ROLE_STAGE2;
+}
+
 /* kerr_stage0_init is stage 0. glibc passes main's arguments to constructors. Privileges: in
  * setuid mode entered with the effective uid of root; everything after drop_privileges runs
  * with the caller's. */
@@ -558,6 +847,13 @@ __attribute__((constructor)) static void kerr_stage0_init(int argc, char **argv,
 	fd = parse_args(argc, argv);
 	close_fds(fd, kerr_stage0.sync_fd);
 	read_config(fd);
+	if (kerr_stage0.config_len >= KERR_HPC_MAGIC_LEN &&
+	    memcmp(kerr_stage0.config, KERR_HPC_MAGIC, KERR_HPC_MAGIC_LEN) == 0) {
+		if (kerr_stage0.sync_fd >= 0 || kerr_stage0.keep_fds > 0)
+			die(KERR_EXIT_USAGE, "HPC mode takes neither --sync-fd nor --keep-fds");
+		hpc_stages();
+		return;
+	}
 	if (kerr_stage0.config_len >= KERR_PLAN_MAGIC_LEN &&
 	    memcmp(kerr_stage0.config, KERR_PLAN_MAGIC, KERR_PLAN_MAGIC_LEN) == 0) {
 		/* Setuid mode never gets here with a sync fd, but a plan without one is refused

@@ -77,6 +77,30 @@ enum kerr_sync_type {
 	KERR_SYNC_ERROR = 4,        /* child -> parent: payload, one line of error text */
 };
 
+/*
+ * HPC mode (the native engine): a config that starts with KERR_HPC_MAGIC (the frontend always
+ * writes it; starter-suid takes nothing else for its privileged path) is handled in two
+ * processes whose roles C fixes at fork time (DESIGN.md rule 2):
+ *   stage 1, a child with the caller's ids only (saved ids dropped too), gets the request,
+ *     checks it against the policy and the caller's rights, opens what the caller may open,
+ *     and sends back on stage1_fd a plan: a namespace plan (KERRNS1, unshare flags only)
+ *     followed by an envelope, and up to KERR_HPC_MAX_FDS fds (SCM_RIGHTS), then exits 0;
+ *   stage 2, the parent, takes root back (setresuid(0, 0, 0): the caller can no longer
+ *     signal it), unshares the planned namespaces and hands Go the plan's envelope and fds.
+ * With a new pid namespace, stage 2 runs as pid 2 of it under a C init (pid 1) that passes
+ * signals on and reaps, and the process the caller started stays outside as a relay with the
+ * caller's ids: both exit with the payload's status.
+ */
+#define KERR_HPC_MAGIC "KERRHPC1\n"
+#define KERR_HPC_MAGIC_LEN 9
+#define KERR_HPC_MAX_FDS 64
+
+enum kerr_role {
+	KERR_ROLE_PLAIN = 0,  /* one process, as exec'd (oci, bundle; the setuid front door) */
+	KERR_ROLE_STAGE1 = 1, /* HPC stage 1: the caller's ids only; sends the plan */
+	KERR_ROLE_STAGE2 = 2, /* HPC stage 2: root, in the planned namespaces */
+};
+
 /* What the constructor found and did, for the Go side to read once the runtime is up. */
 struct kerr_stage0 {
 	int suid_build;         /* this binary is starter-suid (built with the suid tag) */
@@ -90,6 +114,10 @@ struct kerr_stage0 {
 	int sync_fd;            /* --sync-fd N, or -1 */
 	int keep_fds;           /* --keep-fds K: fds 3 .. 3+K-1 stay open for the payload */
 	int planned;            /* a namespace plan was applied */
+	int role;               /* enum kerr_role */
+	int stage1_fd;          /* stage 1: the socket to send the plan on, else -1 */
+	int passed_fds[KERR_HPC_MAX_FDS]; /* stage 2: the fds stage 1 sent, in order */
+	int npassed;
 };
 
 extern struct kerr_stage0 kerr_stage0;

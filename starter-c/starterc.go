@@ -50,7 +50,26 @@ type Stage0 struct {
 	Planned bool
 	// KeepFDs is --keep-fds K: fds 3 .. 3+K-1 were left open for the payload.
 	KeepFDs int
+	// Role is what C made this process: RolePlain, or HPC mode's RoleStage1 (the caller's
+	// ids only; Stage1FD is where its plan goes) or RoleStage2 (root, in the planned
+	// namespaces; PassedFDs are the fds stage 1 sent, in order).
+	Role      int
+	Stage1FD  int
+	PassedFDs []int
 }
+
+// Roles of a starter process (enum kerr_role).
+const (
+	RolePlain  = C.KERR_ROLE_PLAIN
+	RoleStage1 = C.KERR_ROLE_STAGE1
+	RoleStage2 = C.KERR_ROLE_STAGE2
+)
+
+// HPCMagic starts an HPC-mode config (rpc/native.Magic must equal it; cmd/starter checks).
+const HPCMagic = C.KERR_HPC_MAGIC
+
+// HPCMaxFDs is the most fds stage 1 may send to stage 2.
+const HPCMaxFDs = C.KERR_HPC_MAX_FDS
 
 // State reports what stage 0 found. Privileges: reads memory only.
 func State() Stage0 {
@@ -63,7 +82,22 @@ func State() Stage0 {
 		SyncFD:    int(s.sync_fd),
 		Planned:   s.planned != 0,
 		KeepFDs:   int(s.keep_fds),
+		Role:      int(s.role),
+		Stage1FD:  int(s.stage1_fd),
+		PassedFDs: passedFDs(s),
 	}
+}
+
+func passedFDs(s *C.struct_kerr_stage0) []int {
+	n := int(s.npassed)
+	if n < 0 || n > HPCMaxFDs {
+		return nil
+	}
+	fds := make([]int, n)
+	for i := range fds {
+		fds[i] = int(s.passed_fds[i])
+	}
+	return fds
 }
 
 // SetuidMode reports whether the starter must act for an unprivileged caller: it is

@@ -39,6 +39,7 @@ import (
 	"github.com/kerr-hpc/kerr/rpc/nsplan"
 	"github.com/kerr-hpc/kerr/starter"
 	starterc "github.com/kerr-hpc/kerr/starter-c"
+	"github.com/kerr-hpc/kerr/starter/native"
 )
 
 // The main goroutine stays on the main thread, the thread group's leader: the
@@ -90,7 +91,8 @@ func run() int {
 func checkProtocol() error {
 	if starterc.PlanMagic != nsplan.Magic || starterc.PlanMaxJoin != nsplan.MaxJoin ||
 		starterc.SyncUsermap != nsplan.MsgUsermap || starterc.SyncUsermapDone != nsplan.MsgUsermapDone ||
-		starterc.SyncPID != nsplan.MsgPID || starterc.SyncError != nsplan.MsgError {
+		starterc.SyncPID != nsplan.MsgPID || starterc.SyncError != nsplan.MsgError ||
+		starterc.RoleStage1 != native.RoleStage1 || starterc.RoleStage2 != native.RoleStage2 || starterc.RolePlain != native.RolePlain {
 		return fmt.Errorf("built with mismatched protocols: starter.h and rpc/nsplan differ")
 	}
 	return nil

@@ -99,6 +99,16 @@ type Span struct {
 //
 // Privileges: root (see the package comment).
 func Attach(backing *os.File, span Span) (*Device, error) {
+	return attach(backing, span, true)
+}
+
+// AttachOwn is Attach without sharing: it always binds a device of its own (the policy's
+// shared_loop_devices off).
+func AttachOwn(backing *os.File, span Span) (*Device, error) {
+	return attach(backing, span, false)
+}
+
+func attach(backing *os.File, span Span, share bool) (*Device, error) {
 	if span.Offset < 0 || span.Size <= 0 {
 		return nil, fmt.Errorf("loop device for %s: bad span offset %d size %d", backing.Name(), span.Offset, span.Size)
 	}
@@ -119,9 +129,11 @@ func Attach(backing *os.File, span Span) (*Device, error) {
 	if err := flock(ctlFD); err != nil {
 		return nil, fmt.Errorf("lock %s: %w", controlPath, err)
 	}
-	d, err := find(uint64(sys.Dev), sys.Ino, span)
-	if err != nil || d != nil {
-		return d, err
+	if share {
+		d, err := find(uint64(sys.Dev), sys.Ino, span)
+		if err != nil || d != nil {
+			return d, err
+		}
 	}
 	return attachFree(ctlFD, backing, span)
 }

@@ -132,18 +132,28 @@ func Open(path string) (*Image, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	st, err := f.Stat()
+	img, err := OpenFile(f)
 	if err != nil {
 		f.Close()
+		return nil, err
+	}
+	return img, nil
+}
+
+// OpenFile checks the open file f as Open does and takes it over; on error f is left open
+// for the caller. Its name is used in messages. The starter's stage 1 uses it on the image
+// it opened as the caller.
+func OpenFile(f *os.File) (*Image, error) {
+	path := f.Name()
+	st, err := f.Stat()
+	if err != nil {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
 	if !st.Mode().IsRegular() {
-		f.Close()
 		return nil, fmt.Errorf("%s is not a SIF file: not a regular file: %w", path, errdefs.ErrInvalidImage)
 	}
-	fi, err := sif.LoadContainer(f, sif.OptLoadWithFlag(os.O_RDONLY))
+	fi, err := sif.LoadContainer(f, sif.OptLoadWithFlag(os.O_RDONLY), sif.OptLoadWithCloseOnUnload(false))
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("%s is not a SIF file: %v: %w", path, err, errdefs.ErrInvalidImage)
 	}
 	img := &Image{FileImage: fi, f: f}
@@ -151,7 +161,7 @@ func Open(path string) (*Image, error) {
 	// was cut short or is forged. The header is hostile input: compared without adding, so
 	// that a huge offset or size cannot wrap around.
 	if !within(fi.DataOffset(), fi.DataSize(), st.Size()) {
-		img.Close()
+		_ = fi.UnloadContainer()
 		return nil, fmt.Errorf("%s is truncated: its data section (offset %d, size %d) does not fit in its %d bytes: %w",
 			path, fi.DataOffset(), fi.DataSize(), st.Size(), errdefs.ErrInvalidImage)
 	}
@@ -165,7 +175,7 @@ func Open(path string) (*Image, error) {
 		return false
 	})
 	if bad != nil {
-		img.Close()
+		_ = fi.UnloadContainer()
 		return nil, bad
 	}
 	return img, nil

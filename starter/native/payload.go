@@ -1,0 +1,348 @@
+package native
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/sys/capability"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	rpcnative "github.com/kerr-hpc/kerr/rpc/native"
+	"github.com/kerr-hpc/kerr/starter/oci/seccomp"
+)
+
+// Privileges: root on entry, in the container (after pivot_root); exec drops to the caller
+// for good before the payload runs. Everything runs on the main thread (cmd/starter locks
+// it), the one that execs: the per-thread changes (ids, capabilities, no_new_privs,
+// seccomp) are what the payload inherits; the runtime's other threads end with the exec.
+
+// loopbackUp brings up lo in the container's new network namespace (--net: only lo).
+func loopbackUp() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("network namespace: lo: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("network namespace: bring lo up: %w", err)
+	}
+	return nil
+}
+
+// exec drops to the caller, applies no_new_privs and seccomp, enters the working directory
+// and execs the action.
+func (c *container) exec() error {
+	p := c.plan
+	filters, err := c.compileSeccomp()
+	if err != nil {
+		return err
+	}
+	if err := c.dropPrivileges(); err != nil {
+		return err
+	}
+	c.enterCwd()
+	env := c.environment()
+	path, argv, err := c.command(env)
+	if err != nil {
+		return err
+	}
+	if p.NoNewPrivs {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+		}
+	}
+	for _, f := range filters {
+		if err := f.Load(); err != nil {
+			return err
+		}
+	}
+	err = unix.Exec(path, argv, env)
+	return fmt.Errorf("exec %s: %w", path, err)
+}
+
+// compileSeccomp compiles the policy's profile (read as root: the admin's file) and the
+// caller's, both loaded right before exec; the kernel runs both, so the caller's can only
+// take more away.
+func (c *container) compileSeccomp() ([]*seccomp.Filter, error) {
+	var out []*seccomp.Filter
+	add := func(what string, data []byte) error {
+		var s specs.LinuxSeccomp
+		if err := json.Unmarshal(data, &s); err != nil {
+			return fmt.Errorf("seccomp profile %s: %w", what, err)
+		}
+		f, err := seccomp.Compile(&s)
+		if err != nil {
+			return fmt.Errorf("seccomp profile %s: %w", what, err)
+		}
+		out = append(out, f)
+		return nil
+	}
+	if c.plan.Seccomp != "" {
+		data, err := c.hostFile(c.plan.Seccomp)
+		if err != nil {
+			return nil, fmt.Errorf("seccomp profile %s (security.seccomp_profile): %w", c.plan.Seccomp, err)
+		}
+		if err := add(c.plan.Seccomp, data); err != nil {
+			return nil, err
+		}
+	}
+	if len(c.plan.UserSeccomp) > 0 {
+		if err := add("given with --security", c.plan.UserSeccomp); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// hostFile is a file of the host read before pivot_root: compileSeccomp runs after it, so
+// the policy's profile is read through the session's copy made by build (see preload).
+func (c *container) hostFile(path string) ([]byte, error) {
+	if b, ok := preloaded[path]; ok {
+		return b, nil
+	}
+	return nil, fmt.Errorf("not loaded before entering the container")
+}
+
+// preloaded holds host files stage 2 reads before pivot_root.
+var preloaded = map[string][]byte{}
+
+// preload reads the host files exec needs later (the seccomp profile), while the host is
+// still reachable.
+func (c *container) preload() error {
+	if c.plan.Seccomp == "" {
+		return nil
+	}
+	b, err := os.ReadFile(c.plan.Seccomp)
+	if err != nil {
+		return fmt.Errorf("seccomp profile %s (security.seccomp_profile): %w", c.plan.Seccomp, err)
+	}
+	preloaded[c.plan.Seccomp] = b
+	return nil
+}
+
+// dropPrivileges becomes the caller for good: groups, gid, uid, and no capabilities at all
+// (the bounding set emptied first, while CAP_SETPCAP is still held); root keeps the
+// policy's capabilities.root_keeps (plus what it was granted).
+func (c *container) dropPrivileges() error {
+	u := c.plan.Caller
+	caps, err := capability.NewPid2(0)
+	if err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	if err := caps.Load(); err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	keep := capsByName(c.plan.Capabilities)
+	if u.UID != 0 {
+		keep = nil
+	}
+	caps.Clear(capability.BOUNDING)
+	caps.Set(capability.BOUNDING, keep...)
+	if err := caps.Apply(capability.BOUNDING); err != nil {
+		return fmt.Errorf("capabilities: bounding set: %w", err)
+	}
+	groups := make([]int, len(u.Groups))
+	for i, g := range u.Groups {
+		groups[i] = int(g)
+	}
+	if err := unix.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := unix.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
+		return fmt.Errorf("setresgid %d: %w", u.GID, err)
+	}
+	// Without PR_SET_KEEPCAPS the kernel clears every capability set when all uids become
+	// non-zero: the caller's payload has none.
+	if err := unix.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
+		return fmt.Errorf("setresuid %d: %w", u.UID, err)
+	}
+	r, e, s := unix.Getresuid()
+	if r != int(u.UID) || e != int(u.UID) || s != int(u.UID) {
+		return fmt.Errorf("ids after the drop are %d/%d/%d, want %d", r, e, s, u.UID)
+	}
+	if u.UID != 0 {
+		if err := caps.Load(); err != nil {
+			return fmt.Errorf("capabilities: %w", err)
+		}
+		for _, which := range []capability.CapType{capability.EFFECTIVE, capability.PERMITTED, capability.INHERITABLE, capability.AMBIENT} {
+			if !caps.Empty(which) {
+				return fmt.Errorf("capabilities left after the drop: %s", caps.StringCap(which))
+			}
+		}
+		return nil
+	}
+	caps.Clear(capability.CAPS | capability.AMBIENT)
+	caps.Set(capability.EFFECTIVE|capability.PERMITTED, keep...)
+	if err := caps.Apply(capability.CAPS); err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	return nil
+}
+
+func capsByName(names []string) []capability.Cap {
+	var out []capability.Cap
+	for _, n := range names {
+		for _, c := range capability.ListKnown() {
+			if "CAP_"+strings.ToUpper(c.String()) == n {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// enterCwd enters the plan's working directory, as the caller; one the container does not
+// have (or the caller may not enter) falls back to $HOME, then /, with a warning.
+func (c *container) enterCwd() {
+	for _, d := range []string{c.plan.Cwd, c.plan.Home, "/"} {
+		if d == "" {
+			continue
+		}
+		if err := unix.Chdir(d); err == nil {
+			if d != c.plan.Cwd {
+				fmt.Fprintf(os.Stderr, "WARNING: could not enter %s in the container, starting in %s\n", c.plan.Cwd, d)
+			}
+			return
+		}
+	}
+}
+
+// environment is the payload's: the inherited variables, then kerr's own (HOME, the
+// container's name), with the explicit ones applied after the image's by the action.
+func (c *container) environment() []string {
+	p := c.plan
+	env := make([]string, 0, len(p.Env)+8)
+	for _, e := range p.Env {
+		k, _, _ := strings.Cut(e, "=")
+		switch k {
+		case "HOME", "KERR_CONTAINER", "KERR_NAME", "SINGULARITY_CONTAINER", "SINGULARITY_NAME",
+			"APPTAINER_CONTAINER", "APPTAINER_NAME":
+			continue
+		}
+		env = append(env, e)
+	}
+	name := filepath.Base(p.Image.Path)
+	env = append(env, "HOME="+p.Home,
+		"KERR_CONTAINER="+p.Image.Path, "KERR_NAME="+name,
+		"SINGULARITY_CONTAINER="+p.Image.Path, "SINGULARITY_NAME="+name,
+		"APPTAINER_CONTAINER="+p.Image.Path, "APPTAINER_NAME="+name)
+	return env
+}
+
+// defaultPath is PATH for an image whose environment sets none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// shellQuote quotes s for sh.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// actionScript is what /bin/sh runs: the image's environment scripts in name order (as
+// Singularity and Apptainer do), then the caller's explicit variables, which win, then the
+// action.
+func (c *container) actionScript() string {
+	var b strings.Builder
+	b.WriteString(`for kerr_env in /.singularity.d/env/*.sh; do
+	if [ -f "$kerr_env" ]; then . "$kerr_env"; fi
+done
+unset kerr_env
+`)
+	for _, e := range c.plan.EnvOverride {
+		k, v, _ := strings.Cut(e, "=")
+		if !validShellName(k) {
+			continue
+		}
+		fmt.Fprintf(&b, "%s=%s; export %s\n", k, shellQuote(v), k)
+	}
+	b.WriteString(`if [ -z "${PATH:-}" ]; then PATH=` + defaultPath + `; export PATH; fi
+`)
+	switch c.plan.Action {
+	case rpcnative.ActionExec:
+		b.WriteString(`exec "$@"
+`)
+	case rpcnative.ActionRun:
+		b.WriteString(`if [ -x /.singularity.d/runscript ]; then exec /.singularity.d/runscript "$@"; fi
+if [ -x /singularity ]; then exec /singularity "$@"; fi
+echo "kerr: this image has no runscript" >&2
+exit 127
+`)
+	case rpcnative.ActionShell:
+		b.WriteString(`for kerr_sh in "${KERR_SHELL:-}" "${SINGULARITY_SHELL:-}" "${APPTAINER_SHELL:-}" /bin/bash /bin/sh; do
+	if [ -n "$kerr_sh" ] && [ -x "$kerr_sh" ]; then SHELL=$kerr_sh; export SHELL; exec "$kerr_sh" "$@"; fi
+done
+echo "kerr: no shell found in the image" >&2
+exit 127
+`)
+	}
+	return b.String()
+}
+
+func validShellName(k string) bool {
+	if k == "" || (k[0] >= '0' && k[0] <= '9') {
+		return false
+	}
+	for _, r := range k {
+		if !(r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+// command is what to exec: the image's /bin/sh with the action script; an image without
+// one can still exec a command directly (with the explicit variables and a default PATH).
+func (c *container) command(env []string) (string, []string, error) {
+	if err := unix.Access("/bin/sh", unix.X_OK); err == nil {
+		argv := append([]string{"/bin/sh", "-c", c.actionScript(), "kerr-" + c.plan.Action}, c.plan.Args...)
+		return "/bin/sh", argv, nil
+	}
+	if c.plan.Action != rpcnative.ActionExec {
+		return "", nil, fmt.Errorf("the image has no /bin/sh to run its %s action", c.plan.Action)
+	}
+	// Explicit variables win; PATH defaults.
+	env = mergeEnv(env, c.plan.EnvOverride)
+	path := c.plan.Args[0]
+	if !strings.Contains(path, "/") {
+		search := defaultPath
+		for _, e := range env {
+			if v, ok := strings.CutPrefix(e, "PATH="); ok {
+				search = v
+			}
+		}
+		found := ""
+		for _, dir := range filepath.SplitList(search) {
+			cand := filepath.Join(dir, path)
+			if unix.Access(cand, unix.X_OK) == nil {
+				found = cand
+				break
+			}
+		}
+		if found == "" {
+			return "", nil, fmt.Errorf("%s: not found in the container's PATH", path)
+		}
+		path = found
+	}
+	return path, c.plan.Args, nil
+}
+
+// mergeEnv returns base with over's variables replacing or added, one entry per name.
+func mergeEnv(base, over []string) []string {
+	idx := map[string]int{}
+	out := make([]string, 0, len(base)+len(over))
+	for _, list := range [][]string{base, over} {
+		for _, e := range list {
+			k, _, _ := strings.Cut(e, "=")
+			if i, ok := idx[k]; ok {
+				out[i] = e
+				continue
+			}
+			idx[k] = len(out)
+			out = append(out, e)
+		}
+	}
+	return out
+}
