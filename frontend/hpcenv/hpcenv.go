@@ -17,11 +17,11 @@
 //     replaces the image's PATH, X=PREPEND_PATH and X=APPEND_PATH add to it. HOME cannot be
 //     overridden (--home sets it): such an override is dropped with a warning.
 //
-// The contract with the starter: the computed list holds the passed variables as X=v, and
-// each override as KERRENV_X=v (one per X, whatever prefix or flag set it). The starter
-// sources the image's environment on top of the plain entries, then applies the KERRENV_
-// entries, X=v for each (KERRENV_PATH sets PATH, KERRENV_PREPEND_PATH and KERRENV_APPEND_PATH
-// put their value before or after PATH's, with a colon), and removes them.
+// The result travels in rpc/native.Config: the passed variables in Env, the overrides (one
+// X=v per X, whatever prefix or flag set it) in EnvOverride. The starter sources the image's
+// environment over Env, then applies EnvOverride: X=v for each, except PREPEND_PATH=v and
+// APPEND_PATH=v, which put v before or after PATH's value with a colon (Apptainer's
+// SING_USER_DEFINED_PREPEND_PATH and _APPEND_PATH).
 //
 // Privileges: none; the package only reads the lists and files it is given.
 package hpcenv
@@ -42,11 +42,8 @@ import (
 // DefaultPath is PATH in the container before the image's environment changes it.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// OverridePrefix marks an override in the computed environment (see the package comment).
-const OverridePrefix = "KERRENV_"
-
 // envPrefixes set variables in the container, highest precedence first.
-var envPrefixes = []string{OverridePrefix, "APPTAINERENV_", "SINGULARITYENV_"}
+var envPrefixes = []string{"KERRENV_", "APPTAINERENV_", "SINGULARITYENV_"}
 
 // settingPrefixes are the runtimes' own settings: never passed through.
 var settingPrefixes = []string{"KERR_", "APPTAINER_", "SINGULARITY_"}
@@ -62,7 +59,7 @@ var alwaysPass = map[string]bool{
 }
 
 // alwaysOmit are never passed from the host; the value says whether an override may set
-// them (Apptainer's alwaysOmitKeys; PATH is overridden through KERRENV_PATH).
+// them (Apptainer's alwaysOmitKeys; Apptainer overrides PATH through SING_USER_DEFINED_PATH).
 var alwaysOmit = map[string]bool{
 	"HOME":            false,
 	"PATH":            true,
@@ -89,9 +86,20 @@ type Options struct {
 	Runtime []string
 }
 
-// Compute returns the container's environment and the warnings to print (overrides that were
-// dropped or that lost to another with a different value).
-func Compute(o Options) (env, warnings []string) {
+// Result is the container's environment.
+type Result struct {
+	// Env: the passed variables, HOME and PATH (rpc/native.Config.Env).
+	Env []string
+	// Overrides: X=v, one per X, sorted (rpc/native.Config.EnvOverride).
+	Overrides []string
+	// Warnings to print: overrides that were dropped, or that lost to another one with a
+	// different value.
+	Warnings []string
+}
+
+// Compute computes the container's environment.
+func Compute(o Options) Result {
+	var env, warnings []string
 	overrides := map[string]string{}
 	from := map[string]string{} // key -> the variable that set it, for warnings
 	set := func(key, value, source string) {
@@ -156,11 +164,12 @@ func Compute(o Options) (env, warnings []string) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	res := Result{Env: env, Warnings: warnings}
 	for _, k := range keys {
-		env = append(env, OverridePrefix+k+"="+overrides[k])
+		res.Overrides = append(res.Overrides, k+"="+overrides[k])
 	}
-	sort.Strings(warnings)
-	return env, warnings
+	sort.Strings(res.Warnings)
+	return res
 }
 
 func hasPrefix(s string, prefixes []string) bool {
