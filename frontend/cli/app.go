@@ -52,6 +52,7 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 		},
 		Commands: []*cli.Command{
+			execCommand(), runCommand(), shellCommand(),
 			pullCommand(),
 			buildCommand(),
 			inspectCommand(),
@@ -64,9 +65,12 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 		EnableBashCompletion: false,
 		OnUsageError:         usageError,
 		ExitErrHandler:       func(*cli.Context, error) {}, // Main prints errors itself
-		Description: `kerr runs containers from SIF images. This build pulls and builds images
+		Description: `kerr runs containers from SIF images. 'kerr exec', 'kerr run' and 'kerr shell' run
+a command, the image's runscript or a shell in a container of a SIF file or sandbox
+directory, as yourself, with your home, current directory and environment, Singularity
+style (HPC mode: the payload's exit status is kerr's). kerr also pulls and builds images
 (registries, OCI layouts and archives, Docker archives, directories), inspects SIF files,
-and, for root, turns SIF files into OCI bundles ('kerr oci mount').
+and, for root, turns SIF files into OCI bundles and runs OCI containers ('kerr oci').
 
 Exit codes: 0 success, 1 failure, 2 usage, 3 output exists, 4 not found, 5 access denied,
 6 registry unreachable, 7 invalid image, 8 disk full (docs/exit-codes.md).`,
