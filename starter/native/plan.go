@@ -76,6 +76,9 @@ type PlanImage struct {
 	// Offset and Size of the squashfs root filesystem in a SIF.
 	Offset int64 `json:"offset,omitempty"`
 	Size   int64 `json:"size,omitempty"`
+	// FUSE: mount the squashfs with squashfuse, run as the caller, not with the kernel's
+	// driver (images.kernel_squashfs: an image the caller could have written).
+	FUSE bool `json:"fuse,omitempty"`
 	// SharedLoop: another run of the same image may share the loop device.
 	SharedLoop bool `json:"sharedLoop,omitempty"`
 	// MaxLoop is the policy's max_loop_devices.

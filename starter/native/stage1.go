@@ -145,9 +145,7 @@ func (b *planBuilder) build(e Engine) error {
 	if err != nil {
 		return err
 	}
-	if dec.Squashfs == policy.SquashfsFUSE {
-		return fmt.Errorf("image %s: images.kernel_squashfs allows it only through squashfuse, which this kerr does not run yet (ask the admin, or use an image owned by root): %w", img.Path, errdefs.ErrDenied)
-	}
+	p.Image.FUSE = dec.Squashfs == policy.SquashfsFUSE
 	p.Capabilities = dec.Capabilities
 	if err := b.standardMounts(); err != nil {
 		return err

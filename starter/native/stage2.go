@@ -122,8 +122,12 @@ func (c *container) image() error {
 	img := c.plan.Image
 	lower := filepath.Join(c.sessionDir, "lower")
 	f := c.files[img.FD]
-	switch img.Format {
-	case policy.FormatSIF:
+	switch {
+	case img.Format == policy.FormatSIF && img.FUSE:
+		if err := c.squashfuse(f, lower); err != nil {
+			return fmt.Errorf("image %s: %w", img.Path, err)
+		}
+	case img.Format == policy.FormatSIF:
 		attach := loopdev.AttachOwn
 		if img.SharedLoop {
 			attach = loopdev.Attach
@@ -139,7 +143,7 @@ func (c *container) image() error {
 		if err := unix.Mount(dev.Path, lower, "squashfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 			return fmt.Errorf("image %s: mount its squashfs (%s): %v: %w", img.Path, dev.Path, err, errdefs.ErrInvalidImage)
 		}
-	case policy.FormatSandbox:
+	case img.Format == policy.FormatSandbox:
 		nf, err := inThisNamespace(f, "image "+img.Path)
 		if err != nil {
 			return err
