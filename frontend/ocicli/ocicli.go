@@ -7,8 +7,12 @@
 package ocicli
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -386,24 +390,8 @@ described by --process FILE (runtime-spec JSON). kerr exits with the command's s
 func updateResources(c *cli.Context) (*specs.LinuxResources, error) {
 	r := &specs.LinuxResources{}
 	if f := c.String("from-file"); f != "" {
-		var b []byte
-		var err error
-		if f == "-" {
-			b, err = readAllLimited(os.Stdin, 1<<20)
-		} else {
-			var fh *os.File
-			if fh, err = os.Open(f); err == nil {
-				b, err = readAllLimited(fh, 1<<20)
-				fh.Close()
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("--from-file %s: %w", f, err)
-		}
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(r); err != nil {
-			return nil, fmt.Errorf("--from-file %s: %v: %w", f, err, errdefs.ErrUsage)
+		if err := readJSONInput("--from-file", f, r); err != nil {
+			return nil, err
 		}
 	}
 	set := false
@@ -560,6 +548,20 @@ func absOrEmpty(p string) (string, error) {
 
 // readProcess reads a runtime-spec process from a file ("-": stdin), strictly.
 func readProcess(path string) (*specs.Process, error) {
+	var p specs.Process
+	if err := readJSONInput("--process", path, &p); err != nil {
+		return nil, err
+	}
+	if len(p.Args) == 0 {
+		return nil, fmt.Errorf("--process %s: args is empty: %w", path, errdefs.ErrUsage)
+	}
+	return &p, nil
+}
+
+// readJSONInput decodes the one JSON value of file path ("-": stdin), given with flag, into
+// v: unknown fields, anything after the value and a missing or empty file are refused
+// (exit 2, or 4 for a file that does not exist).
+func readJSONInput(flag, path string, v any) error {
 	var b []byte
 	var err error
 	if path == "-" {
@@ -572,18 +574,26 @@ func readProcess(path string) (*specs.Process, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("--process %s: %w", path, err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s %s: %v: %w", flag, path, err, errdefs.ErrNotFound)
+		}
+		return fmt.Errorf("%s %s: %w", flag, path, err)
 	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	var p specs.Process
-	if err := dec.Decode(&p); err != nil {
-		return nil, fmt.Errorf("--process %s: %v: %w", path, err, errdefs.ErrUsage)
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s %s: %v: %w", flag, path, err, errdefs.ErrUsage)
 	}
-	if len(p.Args) == 0 {
-		return nil, fmt.Errorf("--process %s: args is empty: %w", path, errdefs.ErrUsage)
+	// One value and nothing else: what follows it would otherwise go unread, and unseen.
+	var rest json.RawMessage
+	if err := dec.Decode(&rest); err != io.EOF {
+		return fmt.Errorf("%s %s: data after the JSON value: %w", flag, path, errdefs.ErrUsage)
 	}
-	return &p, nil
+	return nil
 }
 
 func readAllLimited(f *os.File, max int64) ([]byte, error) {

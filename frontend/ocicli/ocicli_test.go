@@ -1,9 +1,16 @@
 package ocicli
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
+
+	"github.com/kerr-hpc/kerr/errdefs"
 )
 
 func TestParseSignal(t *testing.T) {
@@ -49,3 +56,41 @@ func TestLineageBoolFallsBackToTheAppDefault(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// update --from-file and exec --process take one JSON value: what follows it is refused,
+// not ignored, and a missing file is "not found" (exit 4).
+func TestReadJSONInput(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, doc string
+		want      error // nil: accepted
+		says      string
+	}{
+		{"one value", `{"pids":{"limit":5}}`, nil, ""},
+		{"trailing blanks", "{\"pids\":{\"limit\":5}}\n \n", nil, ""},
+		{"trailing garbage", `{"pids":{"limit":5}} x`, errdefs.ErrUsage, "data after the JSON value"},
+		{"two values", `{"pids":{"limit":5}} {}`, errdefs.ErrUsage, "data after the JSON value"},
+		{"a stray brace", `{"pids":{"limit":5}} }`, errdefs.ErrUsage, "data after the JSON value"},
+		{"empty", ``, errdefs.ErrUsage, "EOF"},
+		{"unknown field", `{"memroy":{}}`, errdefs.ErrUsage, "memroy"},
+	} {
+		f := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".json")
+		if err := os.WriteFile(f, []byte(tc.doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var r specs.LinuxResources
+		err := readJSONInput("--from-file", f, &r)
+		switch {
+		case tc.want == nil && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want == nil && (r.Pids == nil || r.Pids.Limit == nil || *r.Pids.Limit != 5):
+			t.Errorf("%s: decoded %+v", tc.name, r)
+		case tc.want != nil && (!errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) || !strings.HasPrefix(err.Error(), "--from-file "+f+": ")):
+			t.Errorf("%s: error %v, want %v saying %q after the flag and file", tc.name, err, tc.want, tc.says)
+		}
+	}
+	err := readJSONInput("--from-file", filepath.Join(dir, "missing.json"), &specs.LinuxResources{})
+	if !errors.Is(err, errdefs.ErrNotFound) || errdefs.ExitCode(err) != errdefs.ExitNotFound || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("a missing file: %v, want not found (exit 4) saying no such file", err)
+	}
+}
