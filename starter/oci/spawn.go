@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -272,12 +273,19 @@ func exitedEarly(cmd *exec.Cmd, pid, direct int) error {
 	if err != nil {
 		return fmt.Errorf("container process exited before it was set up")
 	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok {
+		return fmt.Errorf("container process exited before it was set up (%s)", describeWait(unix.WaitStatus(ws)))
+	}
 	return fmt.Errorf("container process exited before it was set up (%v)", st)
 }
 
+// describeWait says how a process ended: "exit status N" or "killed by SIGNAME".
 func describeWait(ws unix.WaitStatus) string {
 	if ws.Signaled() {
-		return "killed by " + ws.Signal().String()
+		if name := unix.SignalName(ws.Signal()); name != "" {
+			return "killed by " + name
+		}
+		return "killed by signal " + strconv.Itoa(int(ws.Signal()))
 	}
 	return "exit status " + strconv.Itoa(ws.ExitStatus())
 }
