@@ -148,7 +148,7 @@ func Default() *Policy {
 			LimitGroups:       []string{},
 			LimitPaths:        []string{},
 			MaxLoopDevices:    256,
-			SharedLoopDevices: false,
+			SharedLoopDevices: true,
 		},
 		Mounts: Mounts{
 			Proc:          true,

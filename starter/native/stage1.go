@@ -39,6 +39,11 @@ func (e Engine) stage1(env *envelope.Envelope) error {
 	if strings.HasPrefix(req.Image, "instance://") {
 		return fmt.Errorf("instances are not supported yet: %w", errdefs.ErrUsage)
 	}
+	if req.Overlay != "" {
+		// A user-writable overlay must never meet a kernel filesystem driver as root
+		// (CVE-2023-30549); until kerr serves it safely, it is refused, not ignored.
+		return fmt.Errorf("--overlay is not supported yet (--writable-tmpfs keeps changes in memory): %w", errdefs.ErrUsage)
+	}
 	pol, err := policy.Load(e.PolicyFile)
 	if err != nil {
 		return err
@@ -94,6 +99,9 @@ func (b *planBuilder) build(e Engine) error {
 		NoNewPrivs: pol.Security.NoNewPrivs || c.UID != 0,
 	}
 	b.plan = p
+	if pol.Mounts.Hostfs {
+		p.Warnings = append(p.Warnings, "mounts.hostfs is set in the policy, but kerr does not bind host filesystems yet: ignored")
+	}
 	if p.SessionSize, err = policy.ParseSize(pol.Mounts.SessionSize); err != nil {
 		return err
 	}
