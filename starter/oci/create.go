@@ -241,6 +241,18 @@ func cgroupResources(spec *specs.Spec) *specs.LinuxResources {
 	}
 	devs := append([]specs.LinuxDeviceCgroup(nil), r.Devices...)
 	devs = append(devs, cgroups.DefaultDeviceRules()...)
+	r.Devices = append(devs, specDeviceRules(spec)...)
+	return &r
+}
+
+// specDeviceRules allows the devices of linux.devices, which the container's /dev holds:
+// create allows them after the config's rules, and update after its new ones, so that no
+// rule of either takes them away.
+func specDeviceRules(spec *specs.Spec) []specs.LinuxDeviceCgroup {
+	var rules []specs.LinuxDeviceCgroup
+	if spec.Linux == nil {
+		return nil
+	}
 	for _, d := range spec.Linux.Devices {
 		major, minor := d.Major, d.Minor
 		switch d.Type {
@@ -249,10 +261,9 @@ func cgroupResources(spec *specs.Spec) *specs.LinuxResources {
 		case "u":
 			d.Type = "c" // an unbuffered character device is a character device
 		}
-		devs = append(devs, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
+		rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
 	}
-	r.Devices = devs
-	return &r
+	return rules
 }
 
 // writePidFile writes pid as digits only, no newline, through a temp file and a rename, so

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -392,14 +393,27 @@ func (e Engine) update(id string, cfg *ocicfg.Config) error {
 	if cur := status(d, s); cur == StatusStopped || cur == StatusCreating {
 		return fmt.Errorf("container %q is %s: %w", id, cur, errdefs.ErrState)
 	}
+	spec, serr := readSpec(d)
+	apply := cfg.Resources
+	if len(cfg.Resources.Devices) > 0 {
+		// New device rules replace the cgroup's: the devices of linux.devices must stay
+		// allowed, as create allowed them (the defaults the cgroups package adds itself).
+		if serr != nil {
+			return fmt.Errorf("update %q: the devices the container holds are unknown: %w", id, serr)
+		}
+		withSpec := *cfg.Resources
+		withSpec.Devices = append(slices.Clone(cfg.Resources.Devices), specDeviceRules(spec)...)
+		apply = &withSpec
+	}
 	m, err := cgroups.Load(s.CgroupPath)
 	if err != nil {
 		return fmt.Errorf("container %q: %w", id, err)
 	}
-	if err := m.Set(cfg.Resources); err != nil {
+	if err := m.Set(apply); err != nil {
 		return fmt.Errorf("update %q: %w", id, err)
 	}
-	if spec, err := readSpec(d); err == nil {
+	// The config records the rules given, not the ones added: create adds them again.
+	if serr == nil {
 		spec.Linux.Resources = mergeResources(spec.Linux.Resources, cfg.Resources)
 		if b, err := json.Marshal(spec); err == nil {
 			_ = writeFileAt(d.fd, configFile, b)
