@@ -329,17 +329,7 @@ func (b *planBuilder) standardMounts() error {
 		homeSrc, home = req.HomeSource, req.HomeDest
 	}
 	p.Home = home
-	homeBound := false
-	switch {
-	case req.NoHome || !pol.Mounts.Home || slices.Contains(req.NoMount, "home"):
-	case contain && req.HomeSource == "":
-		p.Tmpfs = append(p.Tmpfs, PlanTmpfs{Dest: home, Size: p.TmpSize, Mode: 0o700, Owned: true})
-	default:
-		if _, err := b.openBind(homeSrc, home, false, "home"); err != nil {
-			return err
-		}
-		homeBound = true
-	}
+	// /tmp and /var/tmp first: a home (or cwd) beneath them must not be hidden by them.
 	tmpBound := false
 	if pol.Mounts.Tmp && !slices.Contains(req.NoMount, "tmp") {
 		for _, d := range []string{"/tmp", "/var/tmp"} {
@@ -352,6 +342,17 @@ func (b *planBuilder) standardMounts() error {
 			}
 			tmpBound = true
 		}
+	}
+	homeBound := false
+	switch {
+	case req.NoHome || !pol.Mounts.Home || slices.Contains(req.NoMount, "home"):
+	case contain && req.HomeSource == "":
+		p.Tmpfs = append(p.Tmpfs, PlanTmpfs{Dest: home, Size: p.TmpSize, Mode: 0o700, Owned: true})
+	default:
+		if _, err := b.openBind(homeSrc, home, false, "home"); err != nil {
+			return err
+		}
+		homeBound = true
 	}
 	cwd := req.Cwd
 	p.Cwd = home
