@@ -38,15 +38,9 @@ func run(args []string) int {
 			&cli.StringFlag{Name: "root", Value: ocicfg.DefaultRoot, Usage: "directory of container state"},
 			&cli.StringFlag{Name: "log", Usage: "also write errors to this file", Destination: &logPath},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "format of --log: text or json", Destination: &logFormat},
-			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "refused: kerr manages cgroups through cgroupfs only"},
+			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "have systemd make containers' cgroups: refused, kerr has no systemd driver yet; cgroupfs by default"},
 			&cli.BoolFlag{Name: "debug", Usage: "accepted for runc compatibility"},
 			&cli.BoolFlag{Name: "no-monitor", Value: true, Hidden: true},
-		},
-		Before: func(c *cli.Context) error {
-			if c.Bool("systemd-cgroup") {
-				return fmt.Errorf("--systemd-cgroup: kerr manages cgroups through cgroupfs only: %w", errdefs.ErrUsage)
-			}
-			return nil
 		},
 		Commands:              ocicli.Commands(),
 		OnUsageError:          ocicli.UsageError,

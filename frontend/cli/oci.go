@@ -26,6 +26,7 @@ runtime as a binary of its own.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Value: bundle.DefaultStateRoot, Usage: "directory of container state (as runc's --root); give it before the command"},
 			&cli.BoolFlag{Name: "no-monitor", Usage: "create containers without the kerr monitor, as runc does (see 'create --help')"},
+			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "have systemd make containers' cgroups (runc's flag): refused, kerr has no systemd driver yet; cgroupfs by default"},
 		},
 		OnUsageError: usageError,
 		Action:       groupAction,

@@ -506,6 +506,7 @@ func runOCI(c *cli.Context, id string, cfg ocicfg.Config) error {
 		return err
 	}
 	cfg.Root = root
+	cfg.SystemdCgroup = lineageBool(c, "systemd-cgroup")
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%v: %w", err, errdefs.ErrUsage)
 	}

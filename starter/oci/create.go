@@ -32,6 +32,11 @@ func (e Engine) create(id string, cfg *ocicfg.Config) (err error) {
 // createWith is create; when the container's process has a terminal and there is neither
 // a console socket nor a monitor, master (run's case) receives the pty master.
 func (e Engine) createWith(id string, cfg *ocicfg.Config, master **os.File) (pid int, err error) {
+	// Before anything exists: a driver kerr cannot use leaves nothing behind.
+	driver, err := cgroups.Driver(cfg.SystemdCgroup)
+	if err != nil {
+		return 0, fmt.Errorf("--systemd-cgroup: %v: %w", err, errdefs.ErrUsage)
+	}
 	spec, err := loadSpec(cfg.Bundle)
 	if err != nil {
 		return 0, err
@@ -55,8 +60,8 @@ func (e Engine) createWith(id string, cfg *ocicfg.Config, master **os.File) (pid
 	now := time.Now()
 	state := &State{
 		ID: id, Bundle: cfg.Bundle, Rootfs: spec.Root.Path, Created: now, Owner: "",
-		Annotations: spec.Annotations, Creating: true, CgroupPath: cgPath, Namespaces: spec.Linux.Namespaces,
-		SyncSocket: cfg.SyncSocket,
+		Annotations: spec.Annotations, Creating: true, CgroupPath: cgPath, CgroupDriver: driver,
+		Namespaces: spec.Linux.Namespaces, SyncSocket: cfg.SyncSocket,
 	}
 	defer func() {
 		if err != nil {
@@ -142,6 +147,9 @@ func (e Engine) createProcess(d *dir, state *State, spec *specs.Spec, cfg *ocicf
 	}
 	defer fifo.Close()
 	plan, cgroupNS := nsPlan(spec.Linux)
+	if err := cgroups.CheckDriver(state.CgroupDriver); err != nil {
+		return 0, err
+	}
 	mgr, err := cgroups.New(state.CgroupPath, cgroupResources(spec))
 	if err != nil {
 		return 0, err
@@ -289,7 +297,7 @@ func cleanupFailedCreate(d *dir, state *State) {
 	if state.Pid > 0 && alive(state.Pid, state.StartTime) {
 		killAndReap(state.Pid)
 	}
-	if m, err := cgroups.Load(state.CgroupPath); err == nil {
+	if m, err := loadCgroup(state); err == nil {
 		_ = m.Signal(unix.SIGKILL)
 		_ = m.Destroy()
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/kerr-hpc/kerr/errdefs"
 	"github.com/kerr-hpc/kerr/rpc/nsplan"
 	ocicfg "github.com/kerr-hpc/kerr/rpc/oci"
-	"github.com/kerr-hpc/kerr/starter/oci/cgroups"
 )
 
 // nsFiles names each namespace type's file under /proc/PID/ns.
@@ -89,7 +88,7 @@ func (e Engine) exec(id string, cfg *ocicfg.Config) error {
 		plan:  plan,
 		stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr},
 		onPid: func(pid int) error {
-			m, err := cgroups.Load(s.CgroupPath)
+			m, err := loadCgroup(s)
 			if err != nil {
 				return err
 			}

@@ -38,7 +38,7 @@ func status(d *dir, s *State) string {
 	if unix.Fstatat(d.fd, execFifo, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
 		return StatusCreated
 	}
-	if m, err := cgroups.Load(s.CgroupPath); err == nil {
+	if m, err := loadCgroup(s); err == nil {
 		if frozen, err := m.Frozen(); err == nil && frozen {
 			return StatusPaused
 		}
@@ -188,6 +188,15 @@ func sendStart(d *dir, s *State) error {
 	return nil
 }
 
+// loadCgroup opens the existing cgroup of a container through the driver it was created
+// with (recorded in its state).
+func loadCgroup(s *State) (*cgroups.Manager, error) {
+	if err := cgroups.CheckDriver(s.CgroupDriver); err != nil {
+		return nil, err
+	}
+	return cgroups.Load(s.CgroupPath)
+}
+
 // openState opens, locks and reads the state of container id under root.
 func openState(root, id string, how int) (*dir, *State, error) {
 	d, err := store{root: root}.open(id, how)
@@ -233,7 +242,7 @@ func (e Engine) kill(id string, cfg *ocicfg.Config) error {
 		return fmt.Errorf("container %q is %s: %w", id, cur, errdefs.ErrState)
 	}
 	if cfg.All {
-		m, err := cgroups.Load(s.CgroupPath)
+		m, err := loadCgroup(s)
 		if err != nil {
 			return fmt.Errorf("kill --all %q: %w", id, err)
 		}
@@ -290,6 +299,10 @@ func (e Engine) delete(id string, cfg *ocicfg.Config) error {
 			return fmt.Errorf("container %q is %s: stop it first or use --force: %w", id, cur, errdefs.ErrState)
 		}
 	}
+	// A cgroup this kerr cannot manage would be left behind: keep the state that finds it.
+	if err := cgroups.CheckDriver(s.CgroupDriver); err != nil {
+		return fmt.Errorf("delete %q: %w", id, err)
+	}
 	if err := killAll(s); err != nil {
 		return fmt.Errorf("delete %q: %w", id, err)
 	}
@@ -298,7 +311,7 @@ func (e Engine) delete(id string, cfg *ocicfg.Config) error {
 	if serr == nil && spec.Hooks != nil && !s.Creating {
 		runHooksWarn("poststop", spec.Hooks.Poststop, hookState(s, StatusStopped, 0))
 	}
-	if m, err := cgroups.Load(s.CgroupPath); err == nil {
+	if m, err := loadCgroup(s); err == nil {
 		if err := m.Destroy(); err != nil {
 			return fmt.Errorf("delete %q: %w", id, err)
 		}
@@ -309,7 +322,7 @@ func (e Engine) delete(id string, cfg *ocicfg.Config) error {
 // killAll kills the container's process and everything in its cgroup, and waits until
 // they are gone.
 func killAll(s *State) error {
-	m, merr := cgroups.Load(s.CgroupPath)
+	m, merr := loadCgroup(s)
 	if merr == nil {
 		// A stopped container's cgroup is usually empty: then there is nothing to freeze
 		// and kill, which costs a delete more than anything else it does.
@@ -369,7 +382,7 @@ func (e Engine) pause(id string, cfg *ocicfg.Config, freeze bool) error {
 	if cur != want {
 		return fmt.Errorf("container %q is %s, not %s: %w", id, cur, want, errdefs.ErrState)
 	}
-	m, err := cgroups.Load(s.CgroupPath)
+	m, err := loadCgroup(s)
 	if err != nil {
 		return fmt.Errorf("container %q: %w", id, err)
 	}
@@ -405,7 +418,7 @@ func (e Engine) update(id string, cfg *ocicfg.Config) error {
 		withSpec.Devices = append(slices.Clone(cfg.Resources.Devices), specDeviceRules(spec)...)
 		apply = &withSpec
 	}
-	m, err := cgroups.Load(s.CgroupPath)
+	m, err := loadCgroup(s)
 	if err != nil {
 		return fmt.Errorf("container %q: %w", id, err)
 	}
@@ -512,7 +525,10 @@ func (e Engine) ps(id string, cfg *ocicfg.Config) error {
 	}
 	d.close()
 	pids := []int{}
-	if m, err := cgroups.Load(s.CgroupPath); err == nil {
+	if err := cgroups.CheckDriver(s.CgroupDriver); err != nil {
+		return fmt.Errorf("ps %q: %w", id, err)
+	}
+	if m, err := loadCgroup(s); err == nil {
 		if pids, err = m.Pids(); err != nil {
 			return fmt.Errorf("ps %q: %w", id, err)
 		}
@@ -547,7 +563,7 @@ func (e Engine) events(id string, cfg *ocicfg.Config) error {
 	if cur == StatusStopped {
 		return fmt.Errorf("container %q is stopped: %w", id, errdefs.ErrState)
 	}
-	m, err := cgroups.Load(s.CgroupPath)
+	m, err := loadCgroup(s)
 	if err != nil {
 		return fmt.Errorf("events %q: %w", id, err)
 	}

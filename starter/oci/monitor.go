@@ -73,7 +73,7 @@ func (e Engine) monitor(id string, cfg *ocicfg.Config) error {
 	oom := false
 	if ws.Signaled() && ws.Signal() == unix.SIGKILL {
 		if st, err := m.d.readState(); err == nil {
-			n, ok := oomKills(st.CgroupPath)
+			n, ok := oomKills(st)
 			oom = ok && n > 0
 		}
 	}

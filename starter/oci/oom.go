@@ -6,16 +6,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/kerr-hpc/kerr/starter/oci/cgroups"
 )
 
 // oomKills reads how many processes the kernel's OOM killer has killed in the container's
 // memory cgroup: memory.oom_control on cgroup v1 (the memory controller may be v1 on a
 // hybrid host), memory.events on v2. ok is false when the count cannot be read.
 // Privileges: root.
-func oomKills(cgroupPath string) (n uint64, ok bool) {
-	m, err := cgroups.Load(cgroupPath)
+func oomKills(s *State) (n uint64, ok bool) {
+	m, err := loadCgroup(s)
 	if err != nil {
 		return 0, false
 	}

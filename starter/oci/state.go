@@ -48,6 +48,9 @@ type State struct {
 	// CgroupPath is the container's cgroup (also recorded before the process exists, so
 	// that delete --force can clean up after a killed create).
 	CgroupPath string `json:"cgroupPath,omitempty"`
+	// CgroupDriver is what manages that cgroup (cgroups.DriverCgroupfs; "" in states
+	// written before it was recorded is the same): later commands use the same.
+	CgroupDriver string `json:"cgroupDriver,omitempty"`
 	// Monitor: the pid and start time of the monitor, when the container has one.
 	MonitorPid       int    `json:"monitorPid,omitempty"`
 	MonitorStartTime uint64 `json:"monitorStartTime,omitempty"`

@@ -1,0 +1,91 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/kerr-hpc/kerr/e2e/internal/harness"
+)
+
+// --systemd-cgroup, the global flag of kerr oci and kerr-runc (runc's, which containerd and
+// podman pass): kerr has no systemd driver, so create and run refuse it in one line (exit
+// 2) before anything exists: no state directory, no cgroup, no pid file. Without it the
+// cgroupfs driver is recorded in the state, and later commands go by the state whatever
+// their flags say.
+func TestOCISystemdCgroupRefused(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	e := newOCIEnv(t, s, []string{"/bin/true"}, nil)
+	defer e.resCleanup()
+	want := "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); use the cgroupfs driver (the default)\n"
+	if fi, err := os.Stat("/run/systemd/system"); err == nil && fi.IsDir() {
+		want = "--systemd-cgroup: kerr has no systemd cgroup driver yet (it manages cgroups through cgroupfs only); use the cgroupfs driver (the default)\n"
+	}
+	runc := filepath.Join(h.Prefix, "bin", "kerr-runc")
+	pidFile := filepath.Join(s.Dir(h.Root), "pid")
+	for i, c := range []struct {
+		name   string
+		prefix string // of the error line
+		run    func(id string) harness.Result
+	}{
+		{"kerr oci create", "kerr: ", func(id string) harness.Result {
+			return s.Run(h.Root, "oci", "--systemd-cgroup", "--root", e.root, "create", "-b", e.bundle, "--pid-file", pidFile, id)
+		}},
+		{"kerr oci run", "kerr: ", func(id string) harness.Result {
+			return s.Run(h.Root, "oci", "--root", e.root, "--systemd-cgroup", "run", "-b", e.bundle, id)
+		}},
+		{"kerr oci run --no-monitor", "kerr: ", func(id string) harness.Result {
+			return s.Run(h.Root, "oci", "--systemd-cgroup", "--root", e.root, "run", "--no-monitor", "-b", e.bundle, id)
+		}},
+		{"kerr-runc create", "kerr-runc: ", func(id string) harness.Result {
+			return s.Exec(h.Root, harness.Opts{}, runc, "--systemd-cgroup", "--root", e.root, "create", "--bundle", e.bundle, "--pid-file", pidFile, id)
+		}},
+		{"kerr-runc run", "kerr-runc: ", func(id string) harness.Result {
+			return s.Exec(h.Root, harness.Opts{}, runc, "--root", e.root, "--systemd-cgroup", "run", "--bundle", e.bundle, id)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id := resID("sd" + strconv.Itoa(i))
+			r := c.run(id)
+			if r.Code != 2 || r.Stderr != c.prefix+want || r.Stdout != "" {
+				t.Errorf("want exit 2 and the one line %q:\n%s", c.prefix+want, r)
+			}
+			if _, err := os.Stat(filepath.Join(e.root, id)); !os.IsNotExist(err) {
+				t.Errorf("a refused create left state for %s: %v", id, err)
+			}
+			if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
+				t.Errorf("a refused create left a pid file: %v", err)
+			}
+			resNoCgroup(t, id)
+		})
+	}
+	if ents, err := os.ReadDir(e.root); err == nil && len(ents) > 0 {
+		t.Errorf("the state root holds %d entries after refused creates", len(ents))
+	}
+
+	// cgroupfs, recorded; a later command's --systemd-cgroup does not change the driver.
+	id := resID("sdfs")
+	e.oci("create", "-b", e.bundle, id).OK(t)
+	b, err := os.ReadFile(filepath.Join(e.root, id, "state.json"))
+	var st struct {
+		CgroupDriver string `json:"cgroupDriver"`
+	}
+	if err != nil || json.Unmarshal(b, &st) != nil || st.CgroupDriver != "cgroupfs" {
+		t.Errorf("state.json (%v): cgroupDriver %q, want cgroupfs:\n%s", err, st.CgroupDriver, b)
+	}
+	s.Run(h.Root, "oci", "--systemd-cgroup", "--root", e.root, "update", "--pids-limit", "9", id).OK(t)
+	if b, _ := os.ReadFile("/sys/fs/cgroup/pids/kerr/" + id + "/pids.max"); !resV2 && string(b) != "9\n" {
+		t.Errorf("pids.max %q after an update given --systemd-cgroup, want 9", b)
+	}
+	s.Run(h.Root, "oci", "--systemd-cgroup", "--root", e.root, "start", id).OK(t)
+	e.waitStatus(t, id, "stopped")
+	s.Run(h.Root, "oci", "--systemd-cgroup", "--root", e.root, "delete", id).OK(t)
+	e.gone(t, id, 0)
+	resNoCgroup(t, id)
+	e.resUmount(t)
+}
