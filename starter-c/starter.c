@@ -35,7 +35,7 @@
 #error "the starter relies on glibc passing argc, argv and envp to constructors"
 #endif
 
-struct kerr_stage0 kerr_stage0 = {.sync_fd = -1, .stage1_fd = -1};
+struct kerr_stage0 kerr_stage0 = {.sync_fd = -1, .stage1_fd = -1, .ready_fd = -1};
 
 static void send_error(const char *line, size_t len);
 
@@ -671,16 +671,18 @@ static void exit_like(int st)
 }
 
 /* relay passes every signal it gets on to child and exits as child does; as pid 1 of a pid
- * namespace (reap_all) it also reaps the orphans the namespace hands it. Signals are blocked
- * (by the caller, before the fork) and taken with sigwaitinfo, so none is lost and the
- * kernel delivers them to a namespace's init even without handlers. Privileges: the
- * caller's ids (become_caller ran): the caller may signal it, which is the point. */
-static void relay(pid_t child, int reap_all) __attribute__((noreturn));
-static void relay(pid_t child, int reap_all)
+ * namespace (reap_all) it also reaps the orphans the namespace hands it. An instance's init
+ * (persist) outlives its first process: it then ends on SIGTERM, SIGINT, SIGHUP or SIGQUIT,
+ * and the kernel kills what is left in the namespace. Signals are blocked (by the caller,
+ * before the fork) and taken with sigwaitinfo, so none is lost and the kernel delivers them
+ * to a namespace's init even without handlers. Privileges: the caller's ids (become_caller
+ * ran): the caller may signal it, which is the point. */
+static void relay(pid_t child, int reap_all, int persist) __attribute__((noreturn));
+static void relay(pid_t child, int reap_all, int persist)
 {
 	sigset_t all;
 	siginfo_t si;
-	int sig, st;
+	int sig, st, gone = 0;
 	pid_t r;
 
 	if (sigfillset(&all) != 0)
@@ -693,7 +695,11 @@ static void relay(pid_t child, int reap_all)
 			die(KERR_EXIT_FATAL, "sigwaitinfo: %m");
 		}
 		if (sig != SIGCHLD) {
-			/* Stop signals from a terminal stop the payload, not us. */
+			if (gone) {
+				if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT)
+					_exit(0);
+				continue;
+			}
 			if (kill(child, sig) != 0 && errno != ESRCH)
 				die(KERR_EXIT_FATAL, "passing signal %d on: %m", sig);
 			continue;
@@ -704,87 +710,289 @@ static void relay(pid_t child, int reap_all)
 				continue;
 			if (r <= 0)
 				break;
-			if (r == child && (WIFEXITED(st) || WIFSIGNALED(st)))
-				exit_like(st);
+			if (r == child && (WIFEXITED(st) || WIFSIGNALED(st))) {
+				if (!persist)
+					exit_like(st);
+				gone = 1;
+			}
 		}
 	}
 }
 
+/* await_instance is the process the caller started, for an instance: it waits until stage
+ * 2 says it is ready (then exits 0 and leaves the instance running, in a session of its
+ * own) or failed (then kills the instance's init and exits with stage 2's code).
+ * Privileges: root on entry (only reads a pipe and signals its child). */
+static void await_instance(pid_t init, int ready) __attribute__((noreturn));
+static void await_instance(pid_t init, int ready)
+{
+	unsigned char msg[2];
+	size_t got = 0;
+	ssize_t n;
+	int st;
+
+	while (got < sizeof(msg)) {
+		n = read(ready, msg + got, sizeof(msg) - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (msg[0] == KERR_HPC_READY)
+			_exit(0);
+	}
+	(void)kill(init, SIGKILL);
+	while (waitpid(init, &st, 0) < 0 && errno == EINTR)
+		;
+	if (got == 2 && msg[0] == KERR_HPC_FAILED && msg[1] != 0)
+		_exit(msg[1]);
+	die(KERR_EXIT_FATAL, "the instance's setup ended without saying why");
+}
+
 /* enter_pid_namespace: unshare has made the next child the first of a new pid namespace.
- * The process the caller started (outside) becomes a relay with the caller's ids; its child,
- * pid 1 inside, becomes an init relay that reaps, with the caller's ids too, and dies with
- * the relay (then the kernel kills the whole namespace); pid 2 goes on to stage 2 as root,
- * with the signal mask the caller gave. Privileges: root on entry. */
-static void enter_pid_namespace(void)
+ * The process the caller started (outside) becomes a relay with the caller's ids (for an
+ * instance: waits until it is ready, then exits); its child, pid 1 inside, becomes an init
+ * relay that reaps, with the caller's ids too, and dies with the outside relay (not an
+ * instance's: that one lives in a session of its own until stopped); then the kernel kills
+ * the whole namespace. Pid 2 goes on to stage 2 as root, with the signal mask the caller
+ * gave. Privileges: root on entry. */
+static void enter_pid_namespace(int instance)
 {
 	sigset_t all, old;
 	struct pollfd p;
-	int gone[2];
+	int gone[2], ready[2];
 	pid_t init, payload;
 
 	if (sigfillset(&all) != 0 || sigprocmask(SIG_SETMASK, &all, &old) != 0)
 		die(KERR_EXIT_FATAL, "blocking signals: %m");
 	/* The relay holds the write end for its life: init sees POLLHUP once it is gone. */
-	if (pipe2(gone, O_CLOEXEC) != 0)
+	if (pipe2(gone, O_CLOEXEC) != 0 || pipe2(ready, O_CLOEXEC) != 0)
 		die(KERR_EXIT_FATAL, "pipe: %m");
 	init = raw_fork();
 	if (init < 0)
 		die(KERR_EXIT_FATAL, "fork into the new pid namespace: %m");
 	if (init > 0) {
-		if (close(gone[0]) != 0 && errno != EINTR)
+		if (close(gone[0]) != 0 || close(ready[1]) != 0)
 			die(KERR_EXIT_FATAL, "close: %m");
+		if (instance)
+			await_instance(init, ready[0]);
 		become_caller();
-		relay(init, 0);
+		relay(init, 0, 0);
 	}
-	if (close(gone[1]) != 0 && errno != EINTR)
+	if (close(gone[1]) != 0 || close(ready[0]) != 0)
 		die(KERR_EXIT_FATAL, "close: %m");
+	if (instance && setsid() < 0)
+		die(KERR_EXIT_FATAL, "setsid: %m");
 	payload = raw_fork();
 	if (payload < 0)
 		die(KERR_EXIT_FATAL, "fork inside the new pid namespace: %m");
 	if (payload > 0) {
+		if (close(ready[1]) != 0)
+			die(KERR_EXIT_FATAL, "close: %m");
 		become_caller();
-		/* After the last change of ids, which clears it. Our parent is outside the namespace
-		 * (getppid says 0), so the pipe tells whether it died before this took effect. */
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
-			die(KERR_EXIT_FATAL, "prctl(PR_SET_PDEATHSIG): %m");
-		p.fd = gone[0];
-		p.events = POLLIN;
-		p.revents = 0;
-		if (poll(&p, 1, 0) != 0)
-			_exit(KERR_EXIT_FATAL);
+		if (!instance) {
+			/* After the last change of ids, which clears it. Our parent is outside the
+			 * namespace (getppid says 0), so the pipe tells whether it died before this
+			 * took effect. */
+			if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+				die(KERR_EXIT_FATAL, "prctl(PR_SET_PDEATHSIG): %m");
+			p.fd = gone[0];
+			p.events = POLLIN;
+			p.revents = 0;
+			if (poll(&p, 1, 0) != 0)
+				_exit(KERR_EXIT_FATAL);
+		}
 		if (close(gone[0]) != 0 && errno != EINTR)
 			die(KERR_EXIT_FATAL, "close: %m");
-		relay(payload, 1);
+		relay(payload, 1, instance);
 	}
 	if (close(gone[0]) != 0 && errno != EINTR)
+		die(KERR_EXIT_FATAL, "close: %m");
+	if (instance)
+		kerr_stage0.ready_fd = ready[1];
+	else if (close(ready[1]) != 0 && errno != EINTR)
 		die(KERR_EXIT_FATAL, "close: %m");
 	if (sigprocmask(SIG_SETMASK, &old, NULL) != 0)
 		die(KERR_EXIT_FATAL, "restoring the signal mask: %m");
 }
 
-/* hpc_namespaces applies the namespace plan at the start of stage 1's plan: unshare flags
- * only (mount, uts, ipc, net, pid), no joins. Privileges: root. */
-static void hpc_namespaces(void)
+/* hpc_u32, hpc_u64 read the HPC preamble; it was checked to be whole. */
+static uint32_t hpc_u32(size_t *off)
+{
+	uint32_t v;
+
+	memcpy(&v, kerr_stage0.config + *off, 4);
+	*off += 4;
+	return v;
+}
+
+static uint64_t hpc_u64(size_t *off)
+{
+	uint64_t v;
+
+	memcpy(&v, kerr_stage0.config + *off, 8);
+	*off += 8;
+	return v;
+}
+
+/* read_small reads a small /proc file of dirfd into buf (NUL-terminated); -1 on error. */
+static ssize_t read_small(int dirfd, const char *name, char *buf, size_t cap)
+{
+	ssize_t n, got = 0;
+	int fd;
+
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1;
+	while ((size_t)got < cap - 1) {
+		n = read(fd, buf + got, cap - 1 - (size_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += n;
+	}
+	if (close(fd) != 0 && errno != EINTR)
+		return -1;
+	buf[got] = '\0';
+	return got;
+}
+
+/* check_instance checks that the process whose /proc directory is procfd is an instance
+ * of the caller's: all four uids the caller's, the start time stage 1 read from the
+ * instance file, and the program one of kerr's starters (an instance's init). Privileges:
+ * root (reads /proc of a non-dumpable process). */
+static void check_instance(int procfd, uint32_t pid, uint64_t start)
+{
+	char buf[4096], exe[PATH_MAX];
+	const char *p;
+	unsigned long long st = 0;
+	unsigned u[4];
+	ssize_t n;
+	int field;
+
+	if (read_small(procfd, "stat", buf, sizeof(buf)) <= 0)
+		die(KERR_EXIT_FATAL, "instance process %u: cannot read its stat", pid);
+	p = strrchr(buf, ')');
+	/* Field 22 is the start time; after ')' come field 3 onwards. */
+	for (field = 2; p != NULL && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (p == NULL || sscanf(p + 1, "%llu", &st) != 1 || st != start)
+		die(KERR_EXIT_DENIED, "instance process %u is not the instance's any more (it ended)", pid);
+	if (read_small(procfd, "status", buf, sizeof(buf)) <= 0 || (p = strstr(buf, "\nUid:")) == NULL ||
+	    sscanf(p + 5, "%u %u %u %u", &u[0], &u[1], &u[2], &u[3]) != 4)
+		die(KERR_EXIT_FATAL, "instance process %u: cannot read its ids", pid);
+	if (u[0] != kerr_stage0.uid || u[1] != kerr_stage0.uid || u[2] != kerr_stage0.uid || u[3] != kerr_stage0.uid)
+		die(KERR_EXIT_DENIED, "process %u is not an instance of yours", pid);
+	n = readlinkat(procfd, "exe", exe, sizeof(exe) - 1);
+	if (n < 0)
+		die(KERR_EXIT_FATAL, "instance process %u: its program: %m", pid);
+	exe[n] = '\0';
+	if (strcmp(exe, KERR_LIBEXECDIR "/kerr/bin/starter-suid") != 0 && strcmp(exe, KERR_LIBEXECDIR "/kerr/bin/starter") != 0)
+		die(KERR_EXIT_DENIED, "process %u is not a kerr instance (it runs %s)", pid, exe);
+}
+
+/* join_instance enters the namespaces of a checked instance process: every namespace file
+ * is opened from the /proc directory fd held since the check (a pid reused meanwhile
+ * cannot swap in), the mount namespace joined last (it moves our root into the container).
+ * A joined pid namespace takes a fork: the process the caller started stays outside as a
+ * relay. Privileges: root. */
+static void join_instance(uint32_t pid, uint64_t start, uint32_t types)
+{
+	static const struct {
+		uint32_t type;
+		const char *name;
+	} order[] = {{CLONE_NEWPID, "ns/pid"}, {CLONE_NEWIPC, "ns/ipc"}, {CLONE_NEWUTS, "ns/uts"},
+		     {CLONE_NEWNET, "ns/net"}, {CLONE_NEWNS, "ns/mnt"}};
+	int fds[5], procfd, rootfd, i;
+	char path[64];
+	sigset_t all, old;
+	pid_t child;
+
+	if (snprintf(path, sizeof(path), "/proc/%u", pid) >= (int)sizeof(path))
+		die(KERR_EXIT_FATAL, "instance pid %u", pid);
+	procfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (procfd < 0)
+		die(KERR_EXIT_DENIED, "instance process %u: %m (is the instance running?)", pid);
+	check_instance(procfd, pid, start);
+	for (i = 0; i < 5; i++) {
+		fds[i] = -1;
+		if (!(types & order[i].type))
+			continue;
+		fds[i] = openat(procfd, order[i].name, O_RDONLY | O_CLOEXEC);
+		if (fds[i] < 0)
+			die(KERR_EXIT_FATAL, "instance %u: open %s: %m", pid, order[i].name);
+	}
+	/* The container's root: setns puts us at the mount namespace's first root, which the
+	 * instance's pivot_root has left behind. */
+	rootfd = openat(procfd, "root", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		die(KERR_EXIT_FATAL, "instance %u: open its root: %m", pid);
+	/* Checked again now that every namespace is open: the process is still the one. */
+	check_instance(procfd, pid, start);
+	for (i = 0; i < 5; i++) {
+		if (fds[i] < 0)
+			continue;
+		if (setns(fds[i], (int)order[i].type) != 0)
+			die(KERR_EXIT_FATAL, "join the instance's %s: %m", order[i].name);
+		if (close(fds[i]) != 0 && errno != EINTR)
+			die(KERR_EXIT_FATAL, "close: %m");
+	}
+	if (fchdir(rootfd) != 0 || chroot(".") != 0 || chdir("/") != 0)
+		die(KERR_EXIT_FATAL, "enter the instance's root: %m");
+	if ((close(rootfd) != 0 && errno != EINTR) || (close(procfd) != 0 && errno != EINTR))
+		die(KERR_EXIT_FATAL, "close: %m");
+	kerr_stage0.joined = 1;
+	if (!(types & CLONE_NEWPID))
+		return;
+	if (sigfillset(&all) != 0 || sigprocmask(SIG_SETMASK, &all, &old) != 0)
+		die(KERR_EXIT_FATAL, "blocking signals: %m");
+	child = raw_fork();
+	if (child < 0)
+		die(KERR_EXIT_FATAL, "fork into the instance's pid namespace: %m");
+	if (child > 0) {
+		become_caller();
+		relay(child, 0, 0);
+	}
+	if (sigprocmask(SIG_SETMASK, &old, NULL) != 0)
+		die(KERR_EXIT_FATAL, "restoring the signal mask: %m");
+}
+
+/* hpc_plan applies the HPC preamble at the start of stage 1's plan (see starter.h).
+ * Privileges: root. */
+static void hpc_plan(void)
 {
 	const uint32_t allowed = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID;
-	size_t off = KERR_PLAN_MAGIC_LEN;
-	uint32_t flags, njoin;
+	size_t off = KERR_HPC_PLAN_MAGIC_LEN;
+	uint32_t mode, flags, pid, types;
+	uint64_t start;
 
-	if (kerr_stage0.config_len < KERR_PLAN_MAGIC_LEN ||
-	    memcmp(kerr_stage0.config, KERR_PLAN_MAGIC, KERR_PLAN_MAGIC_LEN) != 0)
-		die(KERR_EXIT_CONFIG, "invalid engine config: stage 1's plan has no namespace plan");
-	flags = plan_u32(&off);
-	njoin = plan_u32(&off);
-	if ((flags & ~allowed) != 0 || (flags & CLONE_NEWNS) == 0 || njoin != 0)
-		die(KERR_EXIT_CONFIG, "invalid engine config: stage 1's namespace plan (%#x, %u joins)", flags, njoin);
+	if (kerr_stage0.config_len < KERR_HPC_PLAN_LEN ||
+	    memcmp(kerr_stage0.config, KERR_HPC_PLAN_MAGIC, KERR_HPC_PLAN_MAGIC_LEN) != 0)
+		die(KERR_EXIT_CONFIG, "invalid engine config: stage 1's plan has no HPC preamble");
+	mode = hpc_u32(&off);
+	flags = hpc_u32(&off);
+	pid = hpc_u32(&off);
+	start = hpc_u64(&off);
+	types = hpc_u32(&off);
+	kerr_stage0.config_off = off;
+	if (mode != KERR_HPC_RUN && mode != KERR_HPC_INSTANCE)
+		die(KERR_EXIT_CONFIG, "invalid engine config: HPC mode %u", mode);
+	if (pid != 0) {
+		if (flags != 0 || mode != KERR_HPC_RUN || (types & ~allowed) != 0 || !(types & CLONE_NEWNS) || pid == 1)
+			die(KERR_EXIT_CONFIG, "invalid engine config: joining instance %u (%#x, %#x)", pid, flags, types);
+		join_instance(pid, start, types);
+		return;
+	}
+	if ((flags & ~allowed) != 0 || (flags & CLONE_NEWNS) == 0 || types != 0 ||
+	    (mode == KERR_HPC_INSTANCE && !(flags & CLONE_NEWPID)))
+		die(KERR_EXIT_CONFIG, "invalid engine config: stage 1's namespaces (%#x)", flags);
 	if (unshare((int)flags & ~CLONE_NEWPID) != 0)
 		die(KERR_EXIT_FATAL, "unshare(%#x): %m", flags & ~(uint32_t)CLONE_NEWPID);
-	kerr_stage0.config_off = off;
-	kerr_stage0.planned = 1;
 	if (flags & CLONE_NEWPID) {
 		if (unshare(CLONE_NEWPID) != 0)
 			die(KERR_EXIT_FATAL, "unshare(CLONE_NEWPID): %m");
-		enter_pid_namespace();
+		enter_pid_namespace(mode == KERR_HPC_INSTANCE);
 	}
 }
 
@@ -818,7 +1026,8 @@ static void hpc_stages(void)
 	wait_stage1(pid);
 	if (kerr_stage0.dropped)
 		become_root();
-	hpc_namespaces();
+	hpc_plan();
+	kerr_stage0.planned = 1;
 	kerr_stage0.role = KERR_ROLE_STAGE2;
 }
 

@@ -47,6 +47,7 @@
  * starter-c/README.md is the documented copy of this table.
  */
 enum kerr_exit {
+	KERR_EXIT_DENIED = 5,   /* HPC mode: not the caller's to join (errdefs.ExitDenied) */
 	KERR_EXIT_ENGINE = 252, /* the envelope names an engine this starter was not built with */
 	KERR_EXIT_CONFIG = 253, /* the config is too large or not a valid envelope */
 	KERR_EXIT_USAGE = 254,  /* bad command line, or the config fd is not usable */
@@ -83,8 +84,8 @@ enum kerr_sync_type {
  * processes whose roles C fixes at fork time (DESIGN.md rule 2):
  *   stage 1, a child with the caller's ids only (saved ids dropped too), gets the request,
  *     checks it against the policy and the caller's rights, opens what the caller may open,
- *     and sends back on stage1_fd a plan: a namespace plan (KERRNS1, unshare flags only)
- *     followed by an envelope, and up to KERR_HPC_MAX_FDS fds (SCM_RIGHTS), then exits 0;
+ *     and sends back on stage1_fd a plan: the HPC preamble below followed by an envelope,
+ *     and up to KERR_HPC_MAX_FDS fds (SCM_RIGHTS), then exits 0;
  *   stage 2, the parent, takes root back (setresuid(0, 0, 0): the caller can no longer
  *     signal it), unshares the planned namespaces and hands Go the plan's envelope and fds.
  * With a new pid namespace, stage 2 runs as pid 2 of it under a C init (pid 1) that passes
@@ -94,6 +95,28 @@ enum kerr_sync_type {
 #define KERR_HPC_MAGIC "KERRHPC1\n"
 #define KERR_HPC_MAGIC_LEN 9
 #define KERR_HPC_MAX_FDS 64
+
+/*
+ * The HPC preamble, stage 1 -> C, native byte order: KERR_HPC_PLAN_MAGIC, u32 mode
+ * (KERR_HPC_RUN or KERR_HPC_INSTANCE), u32 flags to unshare (CLONE_NEWNS always, NEWPID,
+ * NEWIPC, NEWUTS, NEWNET), u32 pid of an instance to join (0: none), u64 that process's
+ * start time (clock ticks since boot, /proc/PID/stat field 22), u32 namespaces of it to join
+ * (CLONE_NEWNS always, NEWPID, NEWIPC, NEWUTS, NEWNET). Joining and unsharing exclude each
+ * other; an instance always has a new pid namespace. C checks that the process to join is
+ * the caller's, runs this starter's program and started at that time before it opens any of
+ * its namespaces (CVE-2019-11328: an instance file is the caller's to forge).
+ */
+#define KERR_HPC_PLAN_MAGIC "KERRHP1\n"
+#define KERR_HPC_PLAN_MAGIC_LEN 8
+#define KERR_HPC_PLAN_LEN (KERR_HPC_PLAN_MAGIC_LEN + 4 + 4 + 4 + 8 + 4)
+enum kerr_hpc_mode {
+	KERR_HPC_RUN = 0,      /* exec, run, shell, or exec into an instance */
+	KERR_HPC_INSTANCE = 1, /* start an instance: daemonized once stage 2 is ready */
+};
+/* Stage 2 of an instance writes one of these on ready_fd: ready (right before exec), or
+ * failed, followed by one byte, its exit code. */
+#define KERR_HPC_READY 'R'
+#define KERR_HPC_FAILED 'E'
 
 enum kerr_role {
 	KERR_ROLE_PLAIN = 0,  /* one process, as exec'd (oci, bundle; the setuid front door) */
@@ -118,6 +141,8 @@ struct kerr_stage0 {
 	int stage1_fd;          /* stage 1: the socket to send the plan on, else -1 */
 	int passed_fds[KERR_HPC_MAX_FDS]; /* stage 2: the fds stage 1 sent, in order */
 	int npassed;
+	int ready_fd;           /* stage 2 of an instance: tells C it is ready, or why not */
+	int joined;             /* stage 2 joined an instance: its container is already built */
 };
 
 extern struct kerr_stage0 kerr_stage0;

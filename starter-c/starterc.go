@@ -24,6 +24,7 @@ const (
 	ExitConfig = C.KERR_EXIT_CONFIG // the config is too large or not a valid envelope
 	ExitUsage  = C.KERR_EXIT_USAGE  // bad command line or unusable config fd
 	ExitFatal  = C.KERR_EXIT_FATAL  // a privilege or process-setup step failed
+	ExitDenied = C.KERR_EXIT_DENIED // HPC mode: what the caller may not join
 )
 
 // ConfigMax is the most bytes stage 0 reads from the config fd.
@@ -56,7 +57,21 @@ type Stage0 struct {
 	Role      int
 	Stage1FD  int
 	PassedFDs []int
+	// ReadyFD (stage 2 of an instance) is where stage 2 says it is ready, or failed;
+	// Joined: stage 2 entered a running instance's namespaces (nothing to build).
+	ReadyFD int
+	Joined  bool
 }
+
+// HPC preamble (starter.h): the magic and its length, the modes, the ready messages.
+const (
+	HPCPlanMagic = C.KERR_HPC_PLAN_MAGIC
+	HPCPlanLen   = C.KERR_HPC_PLAN_LEN
+	HPCRun       = C.KERR_HPC_RUN
+	HPCInstance  = C.KERR_HPC_INSTANCE
+	HPCReady     = C.KERR_HPC_READY
+	HPCFailed    = C.KERR_HPC_FAILED
+)
 
 // Roles of a starter process (enum kerr_role).
 const (
@@ -85,6 +100,8 @@ func State() Stage0 {
 		Role:      int(s.role),
 		Stage1FD:  int(s.stage1_fd),
 		PassedFDs: passedFDs(s),
+		ReadyFD:   int(s.ready_fd),
+		Joined:    s.joined != 0,
 	}
 }
 

@@ -15,6 +15,8 @@ func init() {
 		Role:          st.Role,
 		Stage1FD:      st.Stage1FD,
 		PassedFDs:     st.PassedFDs,
+		ReadyFD:       st.ReadyFD,
+		Joined:        st.Joined,
 		PolicyFile:    buildcfg.PolicyFile(),
 		SeccompFile:   buildcfg.SysconfDir + "/kerr/seccomp.json",
 		LocalstateDir: buildcfg.LocalstateDir,

@@ -36,6 +36,7 @@ import (
 	"github.com/kerr-hpc/kerr/buildcfg"
 	"github.com/kerr-hpc/kerr/errdefs"
 	"github.com/kerr-hpc/kerr/rpc/envelope"
+	rpcnative "github.com/kerr-hpc/kerr/rpc/native"
 	"github.com/kerr-hpc/kerr/rpc/nsplan"
 	"github.com/kerr-hpc/kerr/starter"
 	starterc "github.com/kerr-hpc/kerr/starter-c"
@@ -92,7 +93,11 @@ func checkProtocol() error {
 	if starterc.PlanMagic != nsplan.Magic || starterc.PlanMaxJoin != nsplan.MaxJoin ||
 		starterc.SyncUsermap != nsplan.MsgUsermap || starterc.SyncUsermapDone != nsplan.MsgUsermapDone ||
 		starterc.SyncPID != nsplan.MsgPID || starterc.SyncError != nsplan.MsgError ||
-		starterc.RoleStage1 != native.RoleStage1 || starterc.RoleStage2 != native.RoleStage2 || starterc.RolePlain != native.RolePlain {
+		starterc.RoleStage1 != native.RoleStage1 || starterc.RoleStage2 != native.RoleStage2 || starterc.RolePlain != native.RolePlain ||
+		starterc.HPCPlanMagic != native.HPCPlanMagic || starterc.HPCPlanLen != len(native.HPCPlanMagic)+24 ||
+		starterc.HPCRun != native.HPCRun || starterc.HPCInstance != native.HPCInstance ||
+		starterc.HPCReady != native.HPCReady || starterc.HPCFailed != native.HPCFailed ||
+		starterc.HPCMagic != rpcnative.Magic {
 		return fmt.Errorf("built with mismatched protocols: starter.h and rpc/nsplan differ")
 	}
 	return nil

@@ -52,7 +52,7 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 		},
 		Commands: []*cli.Command{
-			execCommand(), runCommand(), shellCommand(),
+			execCommand(), runCommand(), shellCommand(), instanceCommand(),
 			pullCommand(),
 			buildCommand(),
 			inspectCommand(),

@@ -48,7 +48,8 @@ var execHPC = func(id string, cfg *native.Config) error {
 const hpcFlagsHelp = `
 Flags go before IMAGE: everything after IMAGE belongs to the container ('kerr exec img.sif
 ls -l' runs ls -l); a '--' right after IMAGE is dropped. IMAGE is a SIF file or a sandbox
-directory ('instance://NAME' is not supported yet). Relative paths in IMAGE, --bind
+directory, or instance://NAME to run in a running instance of yours ('kerr instance').
+Relative paths in IMAGE, --bind
 sources, --home, --overlay, --pwd, --env-file and seccomp profiles are taken from the
 current directory. --bind and --no-mount repeat or take comma lists; --env repeats, and
 '--env A=1,B=2' sets two variables (a comma followed by something that is not NAME= stays in
@@ -190,8 +191,10 @@ func hpcAction(action string) cli.ActionFunc {
 		if err != nil {
 			return err
 		}
-		if err := earlyPolicyCheck(c, req); err != nil {
-			return err
+		if req != nil {
+			if err := earlyPolicyCheck(c, req); err != nil {
+				return err
+			}
 		}
 		if !globalsOf(c).quiet {
 			for _, w := range warnings {
@@ -217,12 +220,13 @@ var noMountNames = []string{"proc", "sys", "dev", "devpts", "home", "tmp", "cwd"
 // bind sources with symlinks resolved). It checks what exists; it reads no policy.
 func hpcRequest(c *cli.Context, action string) (*native.Config, *policy.Request, []string, error) {
 	usage := map[string]string{
-		native.ActionExec:  "IMAGE COMMAND [ARGS...]",
-		native.ActionRun:   "IMAGE [ARGS...]",
-		native.ActionShell: "IMAGE [SHELL-ARGS...]",
+		native.ActionExec:     "IMAGE COMMAND [ARGS...]",
+		native.ActionRun:      "IMAGE [ARGS...]",
+		native.ActionShell:    "IMAGE [SHELL-ARGS...]",
+		native.ActionInstance: "IMAGE NAME [STARTSCRIPT-ARGS...]",
 	}[action]
 	min := 1
-	if action == native.ActionExec {
+	if action == native.ActionExec || action == native.ActionInstance {
 		min = 2
 	}
 	args := c.Args().Slice()
@@ -233,10 +237,11 @@ func hpcRequest(c *cli.Context, action string) (*native.Config, *policy.Request,
 		return nil, nil, nil, fmt.Errorf("usage: %s [flags] %s: %w", c.Command.HelpName, usage, errdefs.ErrUsage)
 	}
 	image := args[0]
-	if strings.HasPrefix(image, "instance://") {
-		return nil, nil, nil, fmt.Errorf("%s: instances are not supported yet: %w", image, errdefs.ErrUsage)
+	joining := strings.HasPrefix(image, "instance://")
+	if joining && action == native.ActionInstance {
+		return nil, nil, nil, fmt.Errorf("%s: an instance starts from an image, not from another instance: %w", image, errdefs.ErrUsage)
 	}
-	if i := strings.Index(image, "://"); i > 0 && !strings.Contains(image[:i], "/") {
+	if i := strings.Index(image, "://"); i > 0 && !joining && !strings.Contains(image[:i], "/") {
 		return nil, nil, nil, fmt.Errorf("%s: kerr runs local images only: 'kerr pull' it into a SIF file first: %w", image, errdefs.ErrUsage)
 	}
 	cwd, err := os.Getwd()
@@ -259,7 +264,16 @@ func hpcRequest(c *cli.Context, action string) (*native.Config, *policy.Request,
 		return nil
 	}
 
-	cfg := &native.Config{Action: action, Image: abs(image), Args: args[1:], Cwd: cwd}
+	cfg := &native.Config{Action: action, Image: image, Args: args[1:], Cwd: cwd}
+	if !joining {
+		cfg.Image = abs(image)
+	}
+	if action == native.ActionInstance {
+		cfg.Instance, cfg.Args = args[1], args[2:]
+		if err := native.ValidInstanceName(cfg.Instance); err != nil {
+			return nil, nil, nil, fmt.Errorf("%v: %w", err, errdefs.ErrUsage)
+		}
+	}
 	req := &policy.Request{Mode: policy.ModeSetuid}
 
 	// Flags first, so that a usage error is reported before a missing file.
@@ -348,7 +362,10 @@ func hpcRequest(c *cli.Context, action string) (*native.Config, *policy.Request,
 	}
 
 	// What exists, in the order of the command line.
-	if req.Image, err = statImage(cfg.Image); err != nil {
+	if joining {
+		// The instance's record and process are the starter's to check.
+		req = nil
+	} else if req.Image, err = statImage(cfg.Image); err != nil {
 		return nil, nil, nil, err
 	}
 	for _, b := range cfg.Binds {
@@ -383,9 +400,11 @@ func hpcRequest(c *cli.Context, action string) (*native.Config, *policy.Request,
 			return nil, nil, nil, err
 		}
 	}
-	req.Namespaces = cfg.Namespaces
-	if req.Caller, err = lookupCaller(""); err != nil {
-		return nil, nil, nil, err
+	if req != nil {
+		req.Namespaces = cfg.Namespaces
+		if req.Caller, err = lookupCaller(""); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 
 	home := cfg.HomeDest

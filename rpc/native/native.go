@@ -120,15 +120,18 @@ func (c *Config) Validate() error {
 		}
 	case ActionRun, ActionShell:
 	case ActionInstance:
-		if c.Instance == "" {
-			return fmt.Errorf("instance start needs a name")
+		if err := ValidInstanceName(c.Instance); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("unknown action %q", c.Action)
 	}
 	if name, ok := strings.CutPrefix(c.Image, "instance://"); ok {
-		if name == "" || strings.ContainsAny(name, "/\x00") {
-			return fmt.Errorf("instance name %q", name)
+		if err := ValidInstanceName(name); err != nil {
+			return err
+		}
+		if c.Action == ActionInstance || len(c.Binds) > 0 || c.HomeSource != "" || c.Overlay != "" || len(c.Namespaces) > 0 || c.WritableTmpfs {
+			return fmt.Errorf("instance://%s: binds, home, overlay, namespaces and --writable-tmpfs are the instance's, given at instance start", name)
 		}
 	} else if err := absClean("image", c.Image); err != nil {
 		return err
@@ -200,6 +203,47 @@ func (c *Config) Validate() error {
 	if c.Seccomp != "" {
 		if err := absClean("seccomp profile", c.Seccomp); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// InstanceDir is where a user's instance records live, under the home of their passwd entry
+// (never $HOME: the starter reads them without the caller's environment): one directory per
+// host, as homes are often shared by a cluster's nodes.
+func InstanceDir(home, hostname string) string {
+	return filepath.Join(home, ".kerr", "instances", hostname)
+}
+
+// Instance is the record `kerr instance start` writes (as the user, mode 0600) and exec
+// instance://NAME, list and stop read. It is the user's file, so nothing in it is trusted:
+// the starter checks the process it names before joining it.
+type Instance struct {
+	Name  string `json:"name"`
+	Image string `json:"image"`
+	// PID is the instance's init on the host, StartTime its start time (clock ticks since
+	// boot, /proc/PID/stat field 22): a pid reused by another process does not match.
+	PID        int      `json:"pid"`
+	StartTime  uint64   `json:"startTime"`
+	UID        int      `json:"uid"`
+	Created    string   `json:"created"`
+	Namespaces []string `json:"namespaces"`
+	// Logs: the instance's stdout and stderr.
+	StdoutLog string `json:"stdoutLog,omitempty"`
+	StderrLog string `json:"stderrLog,omitempty"`
+}
+
+// MaxInstanceRecord bounds what is read of a record.
+const MaxInstanceRecord = 64 << 10
+
+// ValidInstanceName says whether name may name an instance (it becomes a file name).
+func ValidInstanceName(name string) error {
+	if name == "" || len(name) > 128 || name[0] == '.' || name[0] == '-' {
+		return fmt.Errorf("instance name %q: 1 to 128 letters, digits, '.', '_' or '-', not starting with '.' or '-'", name)
+	}
+	for _, r := range name {
+		if !(r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')) {
+			return fmt.Errorf("instance name %q: 1 to 128 letters, digits, '.', '_' or '-', not starting with '.' or '-'", name)
 		}
 	}
 	return nil

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kerr-hpc/kerr/errdefs"
 	"github.com/kerr-hpc/kerr/rpc/envelope"
 	rpcnative "github.com/kerr-hpc/kerr/rpc/native"
@@ -29,6 +31,21 @@ const (
 	RoleStage2 = 2
 )
 
+// The bytes an instance's stage 2 writes on ReadyFD (KERR_HPC_READY, KERR_HPC_FAILED).
+const (
+	readyByte  = 'R'
+	failedByte = 'E'
+)
+
+// HPCPlanMagic and the mode values are starter.h's; cmd/starter checks they agree.
+const (
+	HPCPlanMagic = hpcPlanMagic
+	HPCRun       = hpcRun
+	HPCInstance  = hpcInstance
+	HPCReady     = readyByte
+	HPCFailed    = failedByte
+)
+
 // Engine is the native engine, with what stage 0 says about this process.
 type Engine struct {
 	Role int
@@ -36,6 +53,10 @@ type Engine struct {
 	Stage1FD int
 	// PassedFDs are the fds stage 1 sent, for stage 2.
 	PassedFDs []int
+	// ReadyFD: stage 2 of an instance reports on it (-1 otherwise); Joined: stage 2 is in a
+	// running instance's namespaces.
+	ReadyFD int
+	Joined  bool
 	// PolicyFile, SysconfDir, LocalstateDir are the compile-time paths.
 	PolicyFile    string
 	SeccompFile   string
@@ -63,14 +84,19 @@ func (e ExitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 
 // Report prints the error as kerr prints its own and says the exit code: the frontend
 // exec'd the starter, so this is the line the user sees.
-func (Engine) Report(err error) int {
+func (e Engine) Report(err error) int {
 	var es ExitStatus
 	if errors.As(err, &es) {
 		return int(es)
 	}
 	fmt.Fprintf(os.Stderr, "kerr: %s\n", errdefs.OneLine(err))
+	code := errdefs.ExitCode(err)
 	if errors.Is(err, envelope.ErrInvalid) {
-		return errdefs.ExitUsage
+		code = errdefs.ExitUsage
 	}
-	return errdefs.ExitCode(err)
+	if e.ReadyFD >= 0 {
+		// An instance's setup failed: C, waiting outside, exits with the same code.
+		_, _ = unix.Write(e.ReadyFD, []byte{failedByte, byte(code)})
+	}
+	return code
 }

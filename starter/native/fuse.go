@@ -35,8 +35,7 @@ func findSquashfuse() (string, error) {
 // squashfuse mounts the image's squashfs at lower through FUSE: root mounts a fuse
 // filesystem on a /dev/fuse fd, and squashfuse, started with the caller's ids and no
 // privileges, serves it from the image fd stage 1 opened. The image's bytes thus never
-// reach the kernel's squashfs code. squashfuse dies with this process's main thread (the
-// payload, after exec): PDEATHSIG. Privileges: root (mount); the server runs as the caller.
+// reach the kernel's squashfs code. Privileges: root (mount); the server runs as the caller.
 func (c *container) squashfuse(image *os.File, lower string) error {
 	bin, err := findSquashfuse()
 	if err != nil {
@@ -65,9 +64,14 @@ func (c *container) squashfuse(image *os.File, lower string) error {
 		Stderr:     os.Stderr,
 		SysProcAttr: &syscall.SysProcAttr{
 			Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: groups},
-			Pdeathsig:  syscall.SIGKILL,
 			Setsid:     true,
 		},
+	}
+	if !hasNS(c.plan, "pid") {
+		// Without a pid namespace nothing else ends it: it dies with this thread, which
+		// becomes the payload. In a pid namespace (an instance's included) it ends with the
+		// namespace's init, as every process there does, and outlives a startscript.
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start squashfuse: %w", err)

@@ -60,13 +60,13 @@ func (c *container) exec() error {
 			return err
 		}
 	}
+	c.ready()
 	err = unix.Exec(path, argv, env)
 	return fmt.Errorf("exec %s: %w", path, err)
 }
 
-// compileSeccomp compiles the policy's profile (read as root: the admin's file) and the
-// caller's, both loaded right before exec; the kernel runs both, so the caller's can only
-// take more away.
+// compileSeccomp compiles the policy's profile and the caller's, both loaded right before
+// exec; the kernel runs both, so the caller's can only take more away.
 func (c *container) compileSeccomp() ([]*seccomp.Filter, error) {
 	var out []*seccomp.Filter
 	add := func(what string, data []byte) error {
@@ -81,12 +81,8 @@ func (c *container) compileSeccomp() ([]*seccomp.Filter, error) {
 		out = append(out, f)
 		return nil
 	}
-	if c.plan.Seccomp != "" {
-		data, err := c.hostFile(c.plan.Seccomp)
-		if err != nil {
-			return nil, fmt.Errorf("seccomp profile %s (security.seccomp_profile): %w", c.plan.Seccomp, err)
-		}
-		if err := add(c.plan.Seccomp, data); err != nil {
+	if len(c.plan.Seccomp) > 0 {
+		if err := add(c.plan.SeccompPath+" (security.seccomp_profile)", c.plan.Seccomp); err != nil {
 			return nil, err
 		}
 	}
@@ -96,32 +92,6 @@ func (c *container) compileSeccomp() ([]*seccomp.Filter, error) {
 		}
 	}
 	return out, nil
-}
-
-// hostFile is a file of the host read before pivot_root: compileSeccomp runs after it, so
-// the policy's profile is read through the session's copy made by build (see preload).
-func (c *container) hostFile(path string) ([]byte, error) {
-	if b, ok := preloaded[path]; ok {
-		return b, nil
-	}
-	return nil, fmt.Errorf("not loaded before entering the container")
-}
-
-// preloaded holds host files stage 2 reads before pivot_root.
-var preloaded = map[string][]byte{}
-
-// preload reads the host files exec needs later (the seccomp profile), while the host is
-// still reachable.
-func (c *container) preload() error {
-	if c.plan.Seccomp == "" {
-		return nil
-	}
-	b, err := os.ReadFile(c.plan.Seccomp)
-	if err != nil {
-		return fmt.Errorf("seccomp profile %s (security.seccomp_profile): %w", c.plan.Seccomp, err)
-	}
-	preloaded[c.plan.Seccomp] = b
-	return nil
 }
 
 // dropPrivileges becomes the caller for good: groups, gid, uid, and no capabilities at all
@@ -269,6 +239,10 @@ unset kerr_env
 if [ -x /singularity ]; then exec /singularity "$@"; fi
 echo "kerr: this image has no runscript" >&2
 exit 127
+`)
+	case rpcnative.ActionInstance:
+		b.WriteString(`if [ -x /.singularity.d/startscript ]; then exec /.singularity.d/startscript "$@"; fi
+exit 0
 `)
 	case rpcnative.ActionShell:
 		b.WriteString(`for kerr_sh in "${KERR_SHELL:-}" "${SINGULARITY_SHELL:-}" "${APPTAINER_SHELL:-}" /bin/bash /bin/sh; do

@@ -42,11 +42,16 @@ type Plan struct {
 	Hostname   string   `json:"hostname,omitempty"`
 	// WritableTmpfs: the root filesystem stays writable (changes in the session tmpfs).
 	WritableTmpfs bool `json:"writableTmpfs,omitempty"`
-	// Seccomp is the policy's profile (a file stage 2 reads as root; "" none) and
-	// UserSeccomp the caller's own, read by stage 1 as the caller: both are loaded, the
-	// caller's can only restrict further.
-	Seccomp     string          `json:"seccomp,omitempty"`
+	// Seccomp is the policy's profile (security.seccomp_profile, read by stage 1 from the
+	// admin's root-owned file; empty for none) and UserSeccomp the caller's own (read as the
+	// caller): both are loaded, the caller's can only restrict further.
+	Seccomp     json.RawMessage `json:"seccomp,omitempty"`
+	SeccompPath string          `json:"seccompPath,omitempty"`
 	UserSeccomp json.RawMessage `json:"userSeccomp,omitempty"`
+	// Join: exec into a running instance (its namespaces, joined by C after checking the
+	// process); nothing is built. Instance: this run starts instance Instance.
+	Join     *PlanJoin `json:"join,omitempty"`
+	Instance string    `json:"instance,omitempty"`
 	// Capabilities the payload keeps (root's; none for users unless granted).
 	Capabilities []string `json:"capabilities,omitempty"`
 	NoNewPrivs   bool     `json:"noNewPrivs"`
@@ -66,6 +71,13 @@ type Caller struct {
 	Shell  string   `json:"shell,omitempty"`
 	// GroupName is the primary group's name, for /etc/group.
 	GroupName string `json:"groupName,omitempty"`
+}
+
+// PlanJoin is a running instance to enter.
+type PlanJoin struct {
+	PID        int      `json:"pid"`
+	StartTime  uint64   `json:"startTime"`
+	Namespaces []string `json:"namespaces"`
 }
 
 // PlanImage is the image, opened by stage 1 as the caller.
@@ -127,8 +139,10 @@ func decodePlan(env *envelope.Envelope, nfds int) (*Plan, error) {
 		}
 		return nil
 	}
-	if err := check("image", p.Image.FD); err != nil {
-		return nil, err
+	if p.Join == nil {
+		if err := check("image", p.Image.FD); err != nil {
+			return nil, err
+		}
 	}
 	for _, b := range p.Binds {
 		if err := check(b.What+" bind", b.FD); err != nil {

@@ -1,6 +1,7 @@
 package native
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +21,6 @@ import (
 	"github.com/kerr-hpc/kerr/policy"
 	"github.com/kerr-hpc/kerr/rpc/envelope"
 	rpcnative "github.com/kerr-hpc/kerr/rpc/native"
-	"github.com/kerr-hpc/kerr/rpc/nsplan"
 	"github.com/kerr-hpc/kerr/starter/oci/seccomp"
 )
 
@@ -35,9 +35,6 @@ func (e Engine) stage1(env *envelope.Envelope) error {
 	}
 	if err := req.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", envelope.ErrInvalid, err)
-	}
-	if strings.HasPrefix(req.Image, "instance://") {
-		return fmt.Errorf("instances are not supported yet: %w", errdefs.ErrUsage)
 	}
 	if req.Overlay != "" {
 		// A user-writable overlay must never meet a kernel filesystem driver as root
@@ -57,7 +54,7 @@ func (e Engine) stage1(env *envelope.Envelope) error {
 	if err != nil {
 		return err
 	}
-	return sendPlan(e.Stage1FD, nsPreamble(b.plan), data, b.files)
+	return sendPlan(e.Stage1FD, hpcPreamble(b.plan), data, b.files)
 }
 
 // planBuilder collects the plan and the files it names.
@@ -91,8 +88,11 @@ func (b *planBuilder) build(e Engine) error {
 	if err := pol.CheckAccess(&b.caller, policy.ModeSetuid); err != nil {
 		return err
 	}
+	if name, ok := strings.CutPrefix(req.Image, "instance://"); ok {
+		return b.join(e, c, name)
+	}
 	p := &Plan{
-		Caller: c, Action: req.Action, Args: req.Args, Env: req.Env, EnvOverride: req.EnvOverride,
+		Caller: c, Action: req.Action, Instance: req.Instance, Args: req.Args, Env: req.Env, EnvOverride: req.EnvOverride,
 		Proc: pol.Mounts.Proc, Sys: pol.Mounts.Sys, Dev: pol.Mounts.Dev, Devpts: pol.Mounts.Devpts,
 		Passwd: pol.Mounts.Passwd, Group: pol.Mounts.Group, ResolvConf: pol.Mounts.ResolvConf,
 		SystemBinds: pol.Mounts.SystemBinds, WritableTmpfs: req.WritableTmpfs, Hostname: req.Hostname,
@@ -145,6 +145,11 @@ func (b *planBuilder) build(e Engine) error {
 			}
 		}
 	}
+	// An instance has a pid namespace of its own: its init keeps it alive, and exec
+	// instance:// joins it.
+	if req.Action == rpcnative.ActionInstance && !slices.Contains(p.Namespaces, rpcnative.NamespacePID) {
+		p.Namespaces = append(p.Namespaces, rpcnative.NamespacePID)
+	}
 	if req.Hostname != "" && !slices.Contains(p.Namespaces, rpcnative.NamespaceUTS) {
 		p.Namespaces = append(p.Namespaces, rpcnative.NamespaceUTS)
 	}
@@ -159,10 +164,83 @@ func (b *planBuilder) build(e Engine) error {
 		return err
 	}
 	p.Binds = append(p.Binds, userBinds...)
-	if p.Seccomp, p.UserSeccomp, err = b.seccomp(e); err != nil {
+	return b.seccompProfiles(e)
+}
+
+// seccompProfiles puts the policy's seccomp profile and the caller's in the plan.
+func (b *planBuilder) seccompProfiles(e Engine) error {
+	path, user, err := b.seccomp(e)
+	if err != nil {
 		return err
 	}
+	b.plan.UserSeccomp = user
+	if path == "" {
+		return nil
+	}
+	data, err := readAdminFile(path)
+	if err != nil {
+		return fmt.Errorf("seccomp profile %s (security.seccomp_profile): %w", path, err)
+	}
+	b.plan.Seccomp, b.plan.SeccompPath = data, path
 	return nil
+}
+
+// readAdminFile reads a file the admin controls: it must be root-owned and not writable by
+// group or others, and not a symlink, as the policy file.
+func readAdminFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, err
+	}
+	if st.Uid != 0 || st.Mode&0o022 != 0 || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("not a root-owned file that only root may write (uid %d, mode %04o): %w", st.Uid, st.Mode&0o7777, errdefs.ErrDenied)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxProfile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxProfile {
+		return nil, fmt.Errorf("over %d bytes", maxProfile)
+	}
+	return data, nil
+}
+
+// join plans an exec into the caller's running instance name: the record is the caller's
+// own file, read as the caller; C checks the process it names before joining it.
+func (b *planBuilder) join(e Engine, c Caller, name string) error {
+	if err := b.pol.CheckAccess(&b.caller, policy.ModeSetuid); err != nil {
+		return err
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("hostname: %w", err)
+	}
+	rec, err := rpcnative.ReadInstance(rpcnative.InstanceDir(c.Home, host), name)
+	if err != nil {
+		return err
+	}
+	if rec.UID != int(c.UID) {
+		return fmt.Errorf("instance %s is not yours: %w", name, errdefs.ErrDenied)
+	}
+	if st, err := rpcnative.ProcStartTime(rec.PID); err != nil || st != rec.StartTime {
+		return fmt.Errorf("instance %s is not running (its process %d has ended): %w", name, rec.PID, errdefs.ErrNotFound)
+	}
+	req := b.req
+	b.plan = &Plan{
+		Caller: c, Action: req.Action, Args: req.Args, Env: req.Env, EnvOverride: req.EnvOverride,
+		Image: PlanImage{Path: rec.Image}, Home: c.Home, Cwd: req.Cwd,
+		NoNewPrivs: b.pol.Security.NoNewPrivs || c.UID != 0,
+		Join:       &PlanJoin{PID: rec.PID, StartTime: rec.StartTime, Namespaces: rec.Namespaces},
+	}
+	if req.Pwd != "" {
+		b.plan.Cwd = req.Pwd
+	}
+	return b.seccompProfiles(e)
 }
 
 // currentCaller is the caller as the kernel sees this process, with its passwd entry.
@@ -416,11 +494,18 @@ func (b *planBuilder) seccomp(e Engine) (string, json.RawMessage, error) {
 	return prof, data, nil
 }
 
-// nsPreamble is the namespace plan C applies before stage 2: a new mount namespace always,
-// and the namespaces the plan has.
-func nsPreamble(p *Plan) []byte {
+// HPC preamble (starter-c/starter.h): magic, mode, unshare flags, pid and start time of an
+// instance to join, its namespaces to join.
+const (
+	hpcPlanMagic = "KERRHP1\n"
+	hpcRun       = 0
+	hpcInstance  = 1
+)
+
+// nsFlags maps namespace names to CLONE_NEW* flags; the mount namespace is always there.
+func nsFlags(names []string) uint32 {
 	flags := uint32(unix.CLONE_NEWNS)
-	for _, ns := range p.Namespaces {
+	for _, ns := range names {
 		switch ns {
 		case rpcnative.NamespacePID:
 			flags |= unix.CLONE_NEWPID
@@ -432,9 +517,28 @@ func nsPreamble(p *Plan) []byte {
 			flags |= unix.CLONE_NEWNET
 		}
 	}
-	// Encode fails only for unknown flags or too many joins: neither can happen here.
-	b, _ := nsplan.Plan{Unshare: flags}.Encode()
-	return b
+	return flags
+}
+
+// hpcPreamble is what C applies before stage 2: new namespaces, or those of the instance
+// to join.
+func hpcPreamble(p *Plan) []byte {
+	b := []byte(hpcPlanMagic)
+	mode := uint32(hpcRun)
+	if p.Instance != "" {
+		mode = hpcInstance
+	}
+	b = binary.NativeEndian.AppendUint32(b, mode)
+	if p.Join != nil {
+		b = binary.NativeEndian.AppendUint32(b, 0)
+		b = binary.NativeEndian.AppendUint32(b, uint32(p.Join.PID))
+		b = binary.NativeEndian.AppendUint64(b, p.Join.StartTime)
+		return binary.NativeEndian.AppendUint32(b, nsFlags(p.Join.Namespaces))
+	}
+	b = binary.NativeEndian.AppendUint32(b, nsFlags(p.Namespaces))
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = binary.NativeEndian.AppendUint64(b, 0)
+	return binary.NativeEndian.AppendUint32(b, 0)
 }
 
 // sendPlan sends the preamble and plan with the files on fd, then closes it: EOF tells

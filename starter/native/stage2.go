@@ -38,9 +38,14 @@ func (e Engine) stage2(env *envelope.Envelope) error {
 	for _, w := range p.Warnings {
 		fmt.Fprintf(os.Stderr, "WARNING: %s\n", w)
 	}
-	c := &container{plan: p, files: files, sessionDir: filepath.Join(e.LocalstateDir, "lib", "kerr", "mnt", "session")}
-	if err := c.build(); err != nil {
-		return err
+	c := &container{plan: p, files: files, readyFD: e.ReadyFD, sessionDir: filepath.Join(e.LocalstateDir, "lib", "kerr", "mnt", "session")}
+	if (p.Join != nil) != e.Joined {
+		return fmt.Errorf("%w: the plan and stage 0 disagree on joining an instance", envelope.ErrInvalid)
+	}
+	if p.Join == nil {
+		if err := c.build(); err != nil {
+			return err
+		}
 	}
 	return c.exec()
 }
@@ -52,13 +57,21 @@ type container struct {
 	sessionDir string
 	root       *os.File // the overlay, the container's /
 	rootPath   string
+	// readyFD: an instance's stage 2 says here that it is about to exec (-1 otherwise).
+	readyFD int
+}
+
+// ready tells C that the instance is up: its startscript is exec'd next.
+func (c *container) ready() {
+	if c.readyFD >= 0 {
+		_, _ = unix.Write(c.readyFD, []byte{readyByte})
+		_ = unix.Close(c.readyFD)
+		c.readyFD = -1
+	}
 }
 
 func (c *container) build() error {
 	p := c.plan
-	if err := c.preload(); err != nil {
-		return err
-	}
 	// Nothing mounted here propagates back to the host; the host's later mounts still
 	// reach the container (a scratch filesystem mounted during a job).
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
