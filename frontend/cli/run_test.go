@@ -222,7 +222,8 @@ func TestHPCUsageErrors(t *testing.T) {
 		{[]string{"exec", "img", "--"}, errdefs.ExitUsage, "usage: kerr exec"},
 		{[]string{"run"}, errdefs.ExitUsage, "usage: kerr run [flags] IMAGE [ARGS...]"},
 		{[]string{"shell"}, errdefs.ExitUsage, "usage: kerr shell"},
-		{[]string{"exec", "instance://job", "ls"}, errdefs.ExitUsage, "instances are not supported yet"},
+		{[]string{"exec", "-B", "/tmp", "instance://job", "ls"}, errdefs.ExitUsage, "given at instance start"},
+		{[]string{"exec", "instance://../x", "ls"}, errdefs.ExitUsage, "instance name"},
 		{[]string{"run", "docker://busybox"}, errdefs.ExitUsage, "'kerr pull' it"},
 		{[]string{"exec", "--frob", "img", "ls"}, errdefs.ExitUsage, "frob"},
 		{[]string{"exec", "-B", "", "img", "ls"}, errdefs.ExitUsage, "--bind"},
@@ -267,7 +268,7 @@ func TestHPCUsageErrors(t *testing.T) {
 func TestHPCErrorsAreOneLine(t *testing.T) {
 	dir := t.TempDir()
 	wantError(t, kerr(t, "exec", dir), errdefs.ExitUsage, "usage: kerr exec [flags] IMAGE COMMAND [ARGS...]")
-	wantError(t, kerr(t, "shell", "instance://x"), errdefs.ExitUsage, "kerr: instance://x: instances are not supported yet")
+	wantError(t, kerr(t, "shell", "-p", "instance://x"), errdefs.ExitUsage, "given at instance start")
 	wantError(t, kerr(t, "run", filepath.Join(dir, "none.sif")), errdefs.ExitNotFound, "none.sif")
 	wantError(t, kerr(t, "exec", "-B", "/x:y", dir, "ls"), errdefs.ExitUsage, `--bind "/x:y"`)
 }
