@@ -221,15 +221,30 @@ func (c *container) actionScript() string {
 done
 unset kerr_env
 `)
+	var prepend, appendPath string
 	for _, e := range c.plan.EnvOverride {
 		k, v, _ := strings.Cut(e, "=")
-		if !validShellName(k) {
+		switch {
+		case !validShellName(k):
+			continue
+		case k == "PREPEND_PATH":
+			prepend = v
+			continue
+		case k == "APPEND_PATH":
+			appendPath = v
 			continue
 		}
 		fmt.Fprintf(&b, "%s=%s; export %s\n", k, shellQuote(v), k)
 	}
 	b.WriteString(`if [ -z "${PATH:-}" ]; then PATH=` + defaultPath + `; export PATH; fi
 `)
+	// As Apptainer: PREPEND_PATH and APPEND_PATH extend the PATH the image set.
+	if prepend != "" {
+		fmt.Fprintf(&b, "PATH=%s:$PATH; export PATH\n", shellQuote(prepend))
+	}
+	if appendPath != "" {
+		fmt.Fprintf(&b, "PATH=$PATH:%s; export PATH\n", shellQuote(appendPath))
+	}
 	switch c.plan.Action {
 	case rpcnative.ActionExec:
 		b.WriteString(`exec "$@"

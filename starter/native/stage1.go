@@ -426,11 +426,19 @@ func (b *planBuilder) standardMounts() error {
 	case req.NoHome || !pol.Mounts.Home || slices.Contains(req.NoMount, "home"):
 	case contain && req.HomeSource == "":
 		p.Tmpfs = append(p.Tmpfs, PlanTmpfs{Dest: home, Size: p.TmpSize, Mode: 0o700, Owned: true})
-	default:
+	case req.HomeSource != "":
 		if _, err := b.openBind(homeSrc, home, false, "home"); err != nil {
 			return err
 		}
 		homeBound = true
+	default:
+		// A passwd home that is missing (nobody's /nonexistent) or not the caller's to
+		// reach is left out with a warning, as Apptainer does; --home is an error.
+		if _, err := b.openBind(homeSrc, home, false, "home"); err != nil {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("not binding your home: %v", errdefs.OneLine(err)))
+		} else {
+			homeBound = true
+		}
 	}
 	cwd := req.Cwd
 	p.Cwd = home
