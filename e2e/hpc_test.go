@@ -261,6 +261,35 @@ func TestHPCErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Run(h.User, "exec", notSIF, "true").Fails(t, 7)
-	s.Run(h.User, "exec", "instance://x", "true").Fails(t, 2)
-	s.Run(h.User, "exec", "--overlay", s.Dir(h.User), img, "true").Fails(t, 2)
+	s.Run(h.User, "exec", "instance://x", "true").Fails(t, 4)
+	// --overlay: a directory of the caller's only (this one is root's).
+	s.Run(h.User, "exec", "--overlay", s.Dir(h.Root), img, "true").Fails(t, 5)
+}
+
+// --overlay DIR: the changes persist in DIR/upper, written by fuse-overlayfs as the user
+// (never by a kernel filesystem driver as root: CVE-2023-30549).
+func TestHPCOverlayDir(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	img := userSIF(t, s)
+	ov := s.Mkdir(h.User, "ov")
+	if err := os.Chown(ov, int(h.User.UID), int(h.User.GID)); err != nil {
+		t.Fatal(err)
+	}
+	// The image's own /tmp (1777): the host's is not bound.
+	s.Run(h.User, "exec", "--no-mount", "tmp", "--overlay", ov, img, "/bin/sh", "-c", "echo kept > /tmp/f; grep ' / ' /proc/self/mounts").OK(t)
+	if r := s.Run(h.User, "exec", "--no-mount", "tmp", "--overlay", ov, img, "cat", "/tmp/f").OK(t); r.Stdout != "kept\n" {
+		t.Errorf("second run with the overlay: %s", r)
+	}
+	st, err := os.Stat(filepath.Join(ov, "upper", "tmp", "f"))
+	if err != nil {
+		t.Fatalf("the change is not in DIR/upper: %v", err)
+	}
+	if sys := st.Sys().(*syscall.Stat_t); sys.Uid != h.User.UID {
+		t.Errorf("DIR/upper/tmp/f is owned by uid %d, want the user's: written by the user's fuse-overlayfs", sys.Uid)
+	}
+	s.Run(h.User, "exec", "--no-mount", "tmp", img, "/bin/sh", "-c", "! test -e /tmp/f").OK(t)
+	if r := s.Run(h.User, "exec", "--overlay", ov, img, "grep", " / ", "/proc/self/mounts"); !strings.Contains(r.Stdout, "fuse-overlayfs") {
+		t.Errorf("the root is not fuse-overlayfs: %s", r)
+	}
 }

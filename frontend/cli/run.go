@@ -82,7 +82,7 @@ func hpcFlags() []cli.Flag {
 		&cli.StringFlag{Name: "env-file", Usage: "set the NAME=VALUE lines of `FILE` (# comments; no shell expansion)"},
 		&cli.StringFlag{Name: "pwd", Usage: "start in `DIR` inside the container"},
 		&cli.BoolFlag{Name: "writable-tmpfs", Usage: "a writable root filesystem whose changes are kept in memory and dropped at the end"},
-		&cli.StringFlag{Name: "overlay", Usage: "layer host directory `DIR` over the image (the starter says whether it can)"},
+		&cli.StringFlag{Name: "overlay", Usage: "a writable root filesystem whose changes are kept in directory `DIR` of yours (DIR/upper), through fuse-overlayfs run as you"},
 		&cli.BoolFlag{Name: "pid", Aliases: []string{"p"}, Usage: "a new pid namespace"},
 		&cli.BoolFlag{Name: "ipc", Aliases: []string{"i"}, Usage: "a new ipc namespace"},
 		&cli.BoolFlag{Name: "uts", Usage: "a new uts namespace"},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -18,8 +19,13 @@ var squashfuseDirs = []string{"/usr/bin", "/usr/local/bin", "/bin"}
 
 // findSquashfuse returns a squashfuse that only root can have put there.
 func findSquashfuse() (string, error) {
+	return findTool("squashfuse", "images.kernel_squashfs sends this image through squashfuse")
+}
+
+// findTool returns the system's program name, which root will start with the caller's ids.
+func findTool(name, why string) (string, error) {
 	for _, d := range squashfuseDirs {
-		p := d + "/squashfuse"
+		p := d + "/" + name
 		var st unix.Stat_t
 		if err := unix.Stat(p, &st); err != nil {
 			continue
@@ -29,7 +35,7 @@ func findSquashfuse() (string, error) {
 		}
 		return p, nil
 	}
-	return "", fmt.Errorf("images.kernel_squashfs sends this image through squashfuse, and none is installed (Debian: apt-get install squashfuse): %w", errdefs.ErrUnavailable)
+	return "", fmt.Errorf("%s, and no %s is installed (Debian: apt-get install %s): %w", why, name, name, errdefs.ErrUnavailable)
 }
 
 // squashfuse mounts the image's squashfs at lower through FUSE: root mounts a fuse
@@ -41,6 +47,28 @@ func (c *container) squashfuse(image *os.File, lower string) error {
 	if err != nil {
 		return err
 	}
+	return c.fuseServe(bin, lower, "fuse.squashfuse", unix.MS_RDONLY,
+		[]string{"squashfuse", "-f", "-o", "offset=" + strconv.FormatInt(c.plan.Image.Offset, 10), "/dev/fd/3", "/dev/fd/4"}, image)
+}
+
+// fuseOverlay mounts the container's root at target as fuse-overlayfs, run with the
+// caller's ids: lower (the image with its mount points) under the caller's --overlay
+// directory's upper/. Privileges: root
+// (mount); the server runs as the caller, so everything it writes is the caller's doing.
+func (c *container) fuseOverlay(lower, target string) error {
+	bin, err := findTool("fuse-overlayfs", "--overlay is served by fuse-overlayfs")
+	if err != nil {
+		return err
+	}
+	// xattr_permissions=2: the owners and modes fuse-overlayfs cannot give files as the
+	// caller (copies of root's directories) are kept in user.* xattrs instead.
+	opts := "lowerdir=" + lower + ",upperdir=" + filepath.Join(c.plan.Overlay, "upper") + ",workdir=" + filepath.Join(c.plan.Overlay, "work") + ",xattr_permissions=2"
+	return c.fuseServe(bin, target, "fuse.fuse-overlayfs", 0, []string{"fuse-overlayfs", "-f", "-o", opts, "/dev/fd/3"}, nil)
+}
+
+// fuseServe mounts a fuse filesystem at target on a /dev/fuse fd and starts its server
+// (argv; the fuse fd is its last /dev/fd, after extra) with the caller's ids.
+func (c *container) fuseServe(bin, target, fstype string, flags uintptr, argv []string, extra *os.File) error {
 	dev, err := os.OpenFile("/dev/fuse", os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open /dev/fuse: %w", err)
@@ -50,17 +78,21 @@ func (c *container) squashfuse(image *os.File, lower string) error {
 	// allow_other: overlayfs reads the lower layer with the mounter's (root's) credentials;
 	// the mount exists only in this container's mount namespace.
 	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=%d,group_id=%d,allow_other,default_permissions", dev.Fd(), u.UID, u.GID)
-	if err := unix.Mount("squashfuse", lower, "fuse.squashfuse", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-		return fmt.Errorf("mount fuse: %w", err)
+	if err := unix.Mount(argv[0], target, fstype, flags|unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("mount %s: %w", fstype, err)
+	}
+	files := []*os.File{dev}
+	if extra != nil {
+		files = []*os.File{extra, dev}
 	}
 	groups := make([]uint32, len(u.Groups))
 	copy(groups, u.Groups)
 	cmd := &exec.Cmd{
 		Path: bin,
 		// libfuse takes /dev/fd/N as a mount point to be an open, mounted /dev/fuse.
-		Args:       []string{"squashfuse", "-f", "-o", "offset=" + strconv.FormatInt(c.plan.Image.Offset, 10), "/dev/fd/3", "/dev/fd/4"},
+		Args:       argv,
 		Env:        []string{"PATH=/usr/bin:/bin"},
-		ExtraFiles: []*os.File{image, dev},
+		ExtraFiles: files,
 		Stderr:     os.Stderr,
 		SysProcAttr: &syscall.SysProcAttr{
 			Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: groups},
@@ -74,7 +106,7 @@ func (c *container) squashfuse(image *os.File, lower string) error {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start squashfuse: %w", err)
+		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	// Not waited for: it lives as long as the container (the payload will be its parent).
 	_ = cmd.Process.Release()

@@ -42,6 +42,9 @@ type Plan struct {
 	Hostname   string   `json:"hostname,omitempty"`
 	// WritableTmpfs: the root filesystem stays writable (changes in the session tmpfs).
 	WritableTmpfs bool `json:"writableTmpfs,omitempty"`
+	// Overlay: the caller's directory whose upper/ takes the changes, through fuse-overlayfs
+	// run as the caller (the root filesystem stays writable).
+	Overlay string `json:"overlay,omitempty"`
 	// Seccomp is the policy's profile (security.seccomp_profile, read by stage 1 from the
 	// admin's root-owned file; empty for none) and UserSeccomp the caller's own (read as the
 	// caller): both are loaded, the caller's can only restrict further.

@@ -36,11 +36,6 @@ func (e Engine) stage1(env *envelope.Envelope) error {
 	if err := req.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", envelope.ErrInvalid, err)
 	}
-	if req.Overlay != "" {
-		// A user-writable overlay must never meet a kernel filesystem driver as root
-		// (CVE-2023-30549); until kerr serves it safely, it is refused, not ignored.
-		return fmt.Errorf("--overlay is not supported yet (--writable-tmpfs keeps changes in memory): %w", errdefs.ErrUsage)
-	}
 	pol, err := policy.Load(e.PolicyFile)
 	if err != nil {
 		return err
@@ -160,6 +155,11 @@ func (b *planBuilder) build(e Engine) error {
 	}
 	p.Image.FUSE = dec.Squashfs == policy.SquashfsFUSE
 	p.Capabilities = dec.Capabilities
+	if req.Overlay != "" {
+		if err := b.overlayDir(req.Overlay); err != nil {
+			return err
+		}
+	}
 	if err := b.standardMounts(); err != nil {
 		return err
 	}
@@ -386,6 +386,38 @@ func (b *planBuilder) openBind(src, dest string, ro bool, what string) (*PlanBin
 	}
 	b.plan.Binds = append(b.plan.Binds, pb)
 	return &b.plan.Binds[len(b.plan.Binds)-1], nil
+}
+
+// overlayDir checks the caller's --overlay DIR: a directory of the caller's, where the
+// changes go (DIR/upper) with fuse-overlayfs's work dir (DIR/work), both made here as the
+// caller if missing. fuse-overlayfs, run as the caller, is the only thing that writes there:
+// a user-writable overlay never meets a kernel filesystem driver as root (CVE-2023-30549).
+func (b *planBuilder) overlayDir(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return openErr("--overlay", dir, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != b.plan.Caller.UID {
+		return fmt.Errorf("--overlay %s: want a directory of yours: %w", dir, errdefs.ErrDenied)
+	}
+	for _, sub := range []string{"upper", "work"} {
+		p := filepath.Join(dir, sub)
+		if err := unix.Mkdir(p, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			return openErr("--overlay", p, err)
+		}
+		if err := unix.Lstat(p, &st); err != nil {
+			return openErr("--overlay", p, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != b.plan.Caller.UID {
+			return fmt.Errorf("--overlay %s: %s is not a directory of yours: %w", dir, sub, errdefs.ErrDenied)
+		}
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return openErr("--overlay", dir, err)
+	}
+	b.plan.Overlay = real
+	return nil
 }
 
 // systemDirs are where a cwd is not bound: they are the image's own.

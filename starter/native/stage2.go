@@ -99,7 +99,7 @@ func (c *container) build() error {
 			return err
 		}
 	}
-	if !p.WritableTmpfs {
+	if !p.WritableTmpfs && p.Overlay == "" {
 		if err := unix.MountSetattr(int(c.root.Fd()), "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
 			return fmt.Errorf("make the root filesystem read-only: %w", err)
 		}
@@ -173,6 +173,76 @@ func (c *container) image() error {
 	if err := unix.Mount("overlay", c.rootPath, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("overlay on the image: %w", err)
 	}
+	if err := c.openRoot(); err != nil {
+		return err
+	}
+	if c.plan.Overlay == "" {
+		return nil
+	}
+	// --overlay: the caller's layer goes on top, served by fuse-overlayfs as the caller,
+	// which cannot make root's directories; so every mount point is made first, below it.
+	if err := c.premake(); err != nil {
+		return err
+	}
+	final := filepath.Join(c.sessionDir, "final")
+	if err := os.Mkdir(final, 0o755); err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	c.root.Close()
+	if err := c.fuseOverlay(c.rootPath, final); err != nil {
+		return err
+	}
+	c.rootPath = final
+	return c.openRoot()
+}
+
+// premake makes the mount points the plan will need in the container's root.
+func (c *container) premake() error {
+	p := c.plan
+	type point struct {
+		dest string
+		file bool
+	}
+	var points []point
+	for _, d := range []struct {
+		on   bool
+		dest string
+	}{{p.Proc, "/proc"}, {p.Sys, "/sys"}, {p.Dev != policy.DevNo, "/dev"}} {
+		if d.on {
+			points = append(points, point{d.dest, false})
+		}
+	}
+	host := append([]string(nil), p.SystemBinds...)
+	if p.ResolvConf {
+		host = append(host, "/etc/resolv.conf")
+	}
+	for _, h := range host {
+		if st, err := os.Stat(h); err == nil {
+			points = append(points, point{h, !st.IsDir()})
+		}
+	}
+	for _, t := range p.Tmpfs {
+		points = append(points, point{t.Dest, false})
+	}
+	for _, b := range p.Binds {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(c.files[b.FD].Fd()), &st); err != nil {
+			return fmt.Errorf("%s %s: %w", b.What, b.Source, err)
+		}
+		points = append(points, point{b.Dest, st.Mode&unix.S_IFMT != unix.S_IFDIR})
+	}
+	for _, pt := range points {
+		t, err := c.target(pt.dest, pt.file)
+		if err != nil {
+			return err
+		}
+		t.Close()
+	}
+	return nil
+}
+
+// openRoot opens the container's root, once mounted.
+func (c *container) openRoot() error {
 	root, err := os.OpenFile(c.rootPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open the container's root: %w", err)
