@@ -293,3 +293,41 @@ func TestHPCOverlayDir(t *testing.T) {
 		t.Errorf("the root is not fuse-overlayfs: %s", r)
 	}
 }
+
+// Batch jobs: a job's ranks start the same SIF at once and share one loop device; each
+// payload stays in the caller's cgroup (the job's).
+func TestHPCRanksShareALoopDeviceAndStayInTheJobCgroup(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	img := rootSIF(t, s)
+	const ranks = 8
+	var runs []*harness.Running
+	for i := 0; i < ranks; i++ {
+		runs = append(runs, s.Start(h.User, harness.Opts{}, "exec", img, "/bin/sh", "-c", "cat /proc/self/cgroup; sleep 2"))
+	}
+	time.Sleep(1200 * time.Millisecond)
+	loops := 0
+	ents, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, e := range ents {
+		if b, err := os.ReadFile(e); err == nil && strings.TrimSpace(string(b)) == img {
+			loops++
+		}
+	}
+	own, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, run := range runs {
+		r := run.Wait()
+		if r.Code != 0 {
+			t.Errorf("rank %d: %s", i, r)
+			continue
+		}
+		if r.Stdout != string(own) {
+			t.Errorf("rank %d is in cgroups\n%s\nwant the caller's\n%s", i, r.Stdout, own)
+		}
+	}
+	if loops != 1 {
+		t.Errorf("%d ranks used %d loop devices for %s, want 1 (shared)", ranks, loops, img)
+	}
+}
