@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,9 +34,10 @@ const (
 	attachStderr     byte = '2'
 )
 
-// Modes of attachHello. A follower that does not keep up is dropped (its queue is
-// full), so that it can never stop the container's output; a lossless client (run) gets
-// every byte: the container's writes wait for it, as they would on a pipe.
+// Modes of attachHello. A follower that does not keep up (a write waits more than
+// followerWait) is dropped, so that it can never hold the container's output up for long; a
+// lossless client (run) gets every byte: the container's writes wait for it, as they would
+// on a pipe.
 const (
 	attachFollow   byte = 'f'
 	attachLossless byte = 'l'
@@ -46,33 +46,14 @@ const (
 const (
 	// attachChunk is the most output one packet carries.
 	attachChunk = 32 << 10
-	// attachQueue packets may wait for a follower before it is dropped.
-	attachQueue = 64
+	// followerWait is how long a write to a follower may block.
+	followerWait = 100 * time.Millisecond
 )
 
 // attachClient is one connection to the attach socket, as the monitor sees it.
 type attachClient struct {
 	conn     *net.UnixConn
-	queue    chan []byte
 	lossless bool
-	gone     chan struct{} // closed when its writer stops (error or end)
-}
-
-// writer sends the queued packets until the queue is closed or the client is gone.
-func (a *attachClient) writer(done *sync.WaitGroup) {
-	defer done.Done()
-	defer close(a.gone)
-	defer a.conn.Close()
-	for p := range a.queue {
-		if _, err := a.conn.Write(p); err != nil {
-			// Drain, so that a lossless send never waits on a dead client.
-			go func() {
-				for range a.queue {
-				}
-			}()
-			return
-		}
-	}
 }
 
 // serveAttach listens on path: a root client gets the container's output from the moment
@@ -112,7 +93,7 @@ func (c *containerIO) accept(conn *net.UnixConn) {
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	a := &attachClient{conn: conn, queue: make(chan []byte, attachQueue), lossless: buf[1] == attachLossless, gone: make(chan struct{})}
+	a := &attachClient{conn: conn, lossless: buf[1] == attachLossless}
 	c.clientsMu.Lock()
 	if c.clients == nil { // the container's output has ended
 		c.clientsMu.Unlock()
@@ -120,9 +101,7 @@ func (c *containerIO) accept(conn *net.UnixConn) {
 		return
 	}
 	c.clients[a] = struct{}{}
-	c.writers.Add(1)
 	c.clientsMu.Unlock()
-	go a.writer(&c.writers)
 	for {
 		n, err := conn.Read(buf)
 		if err != nil || n == 0 {
@@ -159,47 +138,37 @@ func (c *containerIO) closeStdin() {
 	}
 }
 
-// fanOut gives one chunk of output to every client.
+// fanOut gives one chunk of output to every client, written here (a hand-off to another
+// goroutine per packet costs more than the copy): a lossless client is waited for, a
+// follower for followerWait at most, then dropped.
 func (c *containerIO) fanOut(kind byte, p []byte) {
 	c.clientsMu.Lock()
 	defer c.clientsMu.Unlock()
 	if len(c.clients) == 0 {
 		return
 	}
-	pkt := append([]byte{kind}, p...)
+	c.pkt = append(append(c.pkt[:0], kind), p...)
 	for a := range c.clients {
-		if a.lossless {
-			select {
-			case a.queue <- pkt:
-			case <-a.gone:
-				delete(c.clients, a)
-			}
-			continue
+		deadline := time.Time{}
+		if !a.lossless {
+			deadline = time.Now().Add(followerWait)
 		}
-		select {
-		case a.queue <- pkt:
-		default:
-			close(a.queue)
+		_ = a.conn.SetWriteDeadline(deadline)
+		if _, err := a.conn.Write(c.pkt); err != nil {
+			a.conn.Close()
 			delete(c.clients, a)
 		}
 	}
 }
 
-// endClients closes every client once its queue is sent, waiting at most a few seconds
-// (a follower that stopped reading is dropped by then).
+// endClients closes every client: the container's output has all been sent.
 func (c *containerIO) endClients() {
 	c.clientsMu.Lock()
 	for a := range c.clients {
-		close(a.queue)
+		a.conn.Close()
 	}
 	c.clients = nil
 	c.clientsMu.Unlock()
-	done := make(chan struct{})
-	go func() { c.writers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-	}
 }
 
 // attachOptions say how a client attaches.

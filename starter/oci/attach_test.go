@@ -3,6 +3,9 @@ package oci
 import (
 	"strings"
 	"testing"
+	"time"
+
+	ocicfg "github.com/kerr-hpc/kerr/rpc/oci"
 )
 
 func TestScanDetach(t *testing.T) {
@@ -68,5 +71,18 @@ func TestOutputSplitter(t *testing.T) {
 	s.split([]byte("y\n"), emit)
 	if len(got) != 2 || !got[0].partial || len(got[0].line) != maxPartial || got[1].partial || got[1].line != strings.Repeat("x", 10)+"y" {
 		t.Errorf("long line: %d records: %v", len(got), got)
+	}
+}
+
+func TestAppendLogMatchesFormatLog(t *testing.T) {
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	stamp := []byte(ts.Format(time.RFC3339Nano))
+	for _, format := range []string{ocicfg.LogBasic, ocicfg.LogKubernetes, ocicfg.LogJSON} {
+		for _, partial := range []bool{false, true} {
+			want := formatLog(format, ts, "stderr", `a "line"`, partial)
+			if got := string(appendLog([]byte("x"), format, stamp, "stderr", []byte(`a "line"`), partial)); got != "x"+want {
+				t.Errorf("%s partial %v: %q, want %q", format, partial, got, "x"+want)
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -215,7 +215,7 @@ type containerIO struct {
 	// container's output has ended.
 	clientsMu sync.Mutex
 	clients   map[*attachClient]struct{}
-	writers   sync.WaitGroup
+	pkt       []byte // the packet being sent, reused (guarded by clientsMu)
 	attachLn  *net.UnixListener
 }
 
@@ -287,23 +287,37 @@ func (c *containerIO) copyOut(r *os.File, kind byte) {
 		stream = "stderr"
 	}
 	var split outputSplitter
+	// The records of one read go to the log in one write, built in rec without a string
+	// per line: the monitor must keep up with a container that writes fast.
+	var rec []byte
+	var ts []byte
 	logLine := func(line []byte, partial bool) {
-		rec := formatLog(c.format, time.Now(), stream, strings.TrimSuffix(string(line), "\r"), partial)
+		rec = appendLog(rec, c.format, ts, stream, bytes.TrimSuffix(line, []byte("\r")), partial)
+	}
+	flush := func() {
+		if len(rec) == 0 {
+			return
+		}
 		c.logMu.Lock()
 		if c.log != nil {
-			_, _ = c.log.WriteString(rec)
+			_, _ = c.log.Write(rec)
 		}
 		c.logMu.Unlock()
+		rec = rec[:0]
 	}
 	buf := make([]byte, attachChunk)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			c.fanOut(kind, buf[:n])
+			ts = time.Now().UTC().AppendFormat(ts[:0], time.RFC3339Nano)
 			split.split(buf[:n], logLine)
+			flush()
 		}
 		if err != nil {
+			ts = time.Now().UTC().AppendFormat(ts[:0], time.RFC3339Nano)
 			split.flush(logLine)
+			flush()
 			return
 		}
 	}
@@ -372,6 +386,25 @@ func (c *containerIO) close() {
 	c.logMu.Unlock()
 }
 
+// appendLog appends the record of one line (ts already formatted) to rec, as formatLog.
+func appendLog(rec []byte, format string, ts []byte, stream string, line []byte, partial bool) []byte {
+	switch format {
+	case ocicfg.LogKubernetes:
+		tag := " F "
+		if partial {
+			tag = " P "
+		}
+		rec = append(rec, ts...)
+		rec = append(append(append(rec, ' '), stream...), tag...)
+		return append(append(rec, line...), '\n')
+	case ocicfg.LogJSON:
+		return append(rec, jsonRecord(string(ts), stream, string(line), partial)...)
+	}
+	rec = append(rec, ts...)
+	rec = append(append(append(rec, ' '), stream...), ' ')
+	return append(append(rec, line...), '\n')
+}
+
 // formatLog renders one line of output. basic: "TIME STREAM LINE"; kubernetes: the CRI
 // log format "TIME STREAM F|P LINE"; json: {"time","stream","log"} per line.
 func formatLog(format string, t time.Time, stream, line string, partial bool) string {
@@ -384,17 +417,22 @@ func formatLog(format string, t time.Time, stream, line string, partial bool) st
 		}
 		return ts + " " + stream + " " + tag + " " + line + "\n"
 	case ocicfg.LogJSON:
-		if !partial {
-			line += "\n"
-		}
-		b, _ := json.Marshal(struct {
-			Time   string `json:"time"`
-			Stream string `json:"stream"`
-			Log    string `json:"log"`
-		}{ts, stream, line})
-		return string(b) + "\n"
+		return jsonRecord(ts, stream, line, partial)
 	}
 	return ts + " " + stream + " " + line + "\n"
+}
+
+// jsonRecord is one line of the json log format; the text ends with \n unless partial.
+func jsonRecord(ts, stream, line string, partial bool) string {
+	if !partial {
+		line += "\n"
+	}
+	b, _ := json.Marshal(struct {
+		Time   string `json:"time"`
+		Stream string `json:"stream"`
+		Log    string `json:"log"`
+	}{ts, stream, line})
+	return string(b) + "\n"
 }
 
 // control is the monitor's control socket: one JSON request per connection, one JSON
