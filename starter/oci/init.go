@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/kerr-hpc/kerr/errdefs"
 	"github.com/kerr-hpc/kerr/rpc/envelope"
 	"github.com/kerr-hpc/kerr/rpc/nsplan"
 	"github.com/kerr-hpc/kerr/starter/oci/rootfs"
@@ -50,8 +51,23 @@ func (e InitEngine) Run(env *envelope.Envelope) error {
 		// The runtime died before it recorded us: nobody would ever start or delete us.
 		os.Exit(1)
 	}
-	_ = conn.Send(nsplan.MsgError, []byte(err.Error()))
+	if conn.Send(nsplan.MsgError, []byte(err.Error())) == nil {
+		// The runtime has the error and reports it (kerr-runc on its stderr and in --log).
+		// Printed here too it would reach the container's stderr a second time, which
+		// under a shim is the container's log.
+		return reportedError{err}
+	}
 	return err
+}
+
+// Report prints an error the runtime did not get, as the starter's own; one the runtime
+// got (and reports) is not printed again.
+func (InitEngine) Report(err error) int {
+	var rep reportedError
+	if !errors.As(err, &rep) {
+		fmt.Fprintf(os.Stderr, "starter: %v\n", err)
+	}
+	return errdefs.ExitCode(err)
 }
 
 var errRuntimeGone = errors.New("the runtime went away")
