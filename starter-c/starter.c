@@ -559,6 +559,13 @@ static void become_caller(void)
 		die(KERR_EXIT_FATAL, "reading back ids: %m");
 	if (r != uid || e != uid || s != uid || rg != gid || eg != gid || sg != gid)
 		die(KERR_EXIT_FATAL, "ids after dropping for good are uid %u/%u/%u gid %u/%u/%u", r, e, s, rg, eg, sg);
+	/* Changing ids resets dumpable; setuid mode keeps it off. In a user namespace (nothing
+	 * of the host's held) the relays stay dumpable, so that the user can join them. */
+	if (kerr_stage0.userns && kerr_stage0.role != KERR_ROLE_STAGE1 && kerr_stage0.planned_userns) {
+		if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
+			die(KERR_EXIT_FATAL, "prctl(PR_SET_DUMPABLE, 1): %m");
+		return;
+	}
 	set_nondumpable();
 }
 
@@ -902,9 +909,9 @@ static void join_instance(uint32_t pid, uint64_t start, uint32_t types)
 	static const struct {
 		uint32_t type;
 		const char *name;
-	} order[] = {{CLONE_NEWPID, "ns/pid"}, {CLONE_NEWIPC, "ns/ipc"}, {CLONE_NEWUTS, "ns/uts"},
-		     {CLONE_NEWNET, "ns/net"}, {CLONE_NEWNS, "ns/mnt"}};
-	int fds[5], procfd, rootfd, i;
+	} order[] = {{CLONE_NEWUSER, "ns/user"}, {CLONE_NEWPID, "ns/pid"}, {CLONE_NEWIPC, "ns/ipc"},
+		     {CLONE_NEWUTS, "ns/uts"}, {CLONE_NEWNET, "ns/net"}, {CLONE_NEWNS, "ns/mnt"}};
+	int fds[6], procfd, rootfd, i;
 	char path[64];
 	sigset_t all, old;
 	pid_t child;
@@ -915,7 +922,7 @@ static void join_instance(uint32_t pid, uint64_t start, uint32_t types)
 	if (procfd < 0)
 		die(KERR_EXIT_DENIED, "instance process %u: %m (is the instance running?)", pid);
 	check_instance(procfd, pid, start);
-	for (i = 0; i < 5; i++) {
+	for (i = 0; i < 6; i++) {
 		fds[i] = -1;
 		if (!(types & order[i].type))
 			continue;
@@ -930,7 +937,7 @@ static void join_instance(uint32_t pid, uint64_t start, uint32_t types)
 		die(KERR_EXIT_FATAL, "instance %u: open its root: %m", pid);
 	/* Checked again now that every namespace is open: the process is still the one. */
 	check_instance(procfd, pid, start);
-	for (i = 0; i < 5; i++) {
+	for (i = 0; i < 6; i++) {
 		if (fds[i] < 0)
 			continue;
 		if (setns(fds[i], (int)order[i].type) != 0)
@@ -958,11 +965,14 @@ static void join_instance(uint32_t pid, uint64_t start, uint32_t types)
 		die(KERR_EXIT_FATAL, "restoring the signal mask: %m");
 }
 
+static void enter_user_namespace(void);
+
 /* hpc_plan applies the HPC preamble at the start of stage 1's plan (see starter.h).
  * Privileges: root. */
 static void hpc_plan(void)
 {
 	const uint32_t allowed = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID;
+	const uint32_t joinable = allowed | (kerr_stage0.userns ? (uint32_t)CLONE_NEWUSER : 0U);
 	size_t off = KERR_HPC_PLAN_MAGIC_LEN;
 	uint32_t mode, flags, pid, types;
 	uint64_t start;
@@ -979,7 +989,10 @@ static void hpc_plan(void)
 	if (mode != KERR_HPC_RUN && mode != KERR_HPC_INSTANCE)
 		die(KERR_EXIT_CONFIG, "invalid engine config: HPC mode %u", mode);
 	if (pid != 0) {
-		if (flags != 0 || mode != KERR_HPC_RUN || (types & ~allowed) != 0 || !(types & CLONE_NEWNS) || pid == 1)
+		/* In a user namespace, an instance is joined through its user namespace, which the
+		 * caller owns; the one C made above is left for it. */
+		if (flags != 0 || mode != KERR_HPC_RUN || (types & ~joinable) != 0 || !(types & CLONE_NEWNS) || pid == 1 ||
+		    (kerr_stage0.userns && !(types & CLONE_NEWUSER)))
 			die(KERR_EXIT_CONFIG, "invalid engine config: joining instance %u (%#x, %#x)", pid, flags, types);
 		join_instance(pid, start, types);
 		return;
@@ -987,6 +1000,8 @@ static void hpc_plan(void)
 	if ((flags & ~allowed) != 0 || (flags & CLONE_NEWNS) == 0 || types != 0 ||
 	    (mode == KERR_HPC_INSTANCE && !(flags & CLONE_NEWPID)))
 		die(KERR_EXIT_CONFIG, "invalid engine config: stage 1's namespaces (%#x)", flags);
+	if (kerr_stage0.userns)
+		enter_user_namespace();
 	if (unshare((int)flags & ~CLONE_NEWPID) != 0)
 		die(KERR_EXIT_FATAL, "unshare(%#x): %m", flags & ~(uint32_t)CLONE_NEWPID);
 	if (flags & CLONE_NEWPID) {
@@ -994,6 +1009,53 @@ static void hpc_plan(void)
 			die(KERR_EXIT_FATAL, "unshare(CLONE_NEWPID): %m");
 		enter_pid_namespace(mode == KERR_HPC_INSTANCE);
 	}
+}
+
+/* write_proc writes a short string to a file of /proc/self. Privileges: any. */
+static void write_proc(const char *name, const char *text)
+{
+	size_t len = strlen(text);
+	ssize_t n;
+	int fd;
+
+	fd = open(name, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		die(KERR_EXIT_FATAL, "open %s: %m", name);
+	do
+		n = write(fd, text, len);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)len)
+		die(KERR_EXIT_FATAL, "write %s: %m", name);
+	if (close(fd) != 0 && errno != EINTR)
+		die(KERR_EXIT_FATAL, "close %s: %m", name);
+}
+
+/* enter_user_namespace is HPC mode without setuid: a new user namespace in which the
+ * caller keeps their own uid and gid (mapped to themselves, one each; supplementary groups
+ * frozen by setgroups "deny", as the kernel requires of an unprivileged map), holding the
+ * capabilities the kernel gives its creator there and none outside. The namespaces unshared
+ * next are owned by it. The policy's allow_user_namespaces said yes in stage 1.
+ * Privileges: the caller's. */
+static void enter_user_namespace(void)
+{
+	char map[64];
+
+	if (unshare(CLONE_NEWUSER) != 0)
+		die(KERR_EXIT_FATAL, "unshare(CLONE_NEWUSER): %m (are user namespaces enabled?)");
+	/* /proc/self's files of a non-dumpable process are root's: the maps could not be
+	 * written. Nothing privileged is held here (these are the caller's own ids). */
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
+		die(KERR_EXIT_FATAL, "prctl(PR_SET_DUMPABLE, 1): %m");
+	write_proc("/proc/self/setgroups", "deny");
+	if (snprintf(map, sizeof(map), "%u %u 1\n", kerr_stage0.uid, kerr_stage0.uid) >= (int)sizeof(map))
+		die(KERR_EXIT_FATAL, "uid map");
+	write_proc("/proc/self/uid_map", map);
+	if (snprintf(map, sizeof(map), "%u %u 1\n", kerr_stage0.gid, kerr_stage0.gid) >= (int)sizeof(map))
+		die(KERR_EXIT_FATAL, "gid map");
+	write_proc("/proc/self/gid_map", map);
+	kerr_stage0.planned_userns = 1;
+	/* It stays dumpable: it holds no privilege of the host's, and a later exec instance://
+	 * by the same user must be able to open this container's namespaces. */
 }
 
 /* hpc_stages runs HPC mode's two stages (see starter.h). Returns in stage 1 (the child) and in
@@ -1004,8 +1066,8 @@ static void hpc_stages(void)
 	int sp[2];
 	pid_t pid;
 
-	if (!kerr_stage0.dropped && geteuid() != 0)
-		die(KERR_EXIT_FATAL, "HPC mode needs starter-suid installed setuid root, or root");
+	/* Neither setuid nor root: the unprivileged starter in a user namespace. */
+	kerr_stage0.userns = !kerr_stage0.dropped && geteuid() != 0;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
 		die(KERR_EXIT_FATAL, "socketpair: %m");
 	pid = raw_fork();

@@ -143,6 +143,8 @@ struct kerr_stage0 {
 	int npassed;
 	int ready_fd;           /* stage 2 of an instance: tells C it is ready, or why not */
 	int joined;             /* stage 2 joined an instance: its container is already built */
+	int userns;             /* HPC mode without privileges: stage 2 runs in a user namespace */
+	int planned_userns;     /* ... and that user namespace exists (the relays may stay dumpable) */
 };
 
 extern struct kerr_stage0 kerr_stage0;

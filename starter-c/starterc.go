@@ -61,6 +61,9 @@ type Stage0 struct {
 	// Joined: stage 2 entered a running instance's namespaces (nothing to build).
 	ReadyFD int
 	Joined  bool
+	// UserNS: HPC mode without privileges (neither setuid nor root): stage 2 runs in a user
+	// namespace of the caller's.
+	UserNS bool
 }
 
 // HPC preamble (starter.h): the magic and its length, the modes, the ready messages.
@@ -102,6 +105,7 @@ func State() Stage0 {
 		PassedFDs: passedFDs(s),
 		ReadyFD:   int(s.ready_fd),
 		Joined:    s.joined != 0,
+		UserNS:    s.userns != 0,
 	}
 }
 

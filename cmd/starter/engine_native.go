@@ -17,6 +17,7 @@ func init() {
 		PassedFDs:     st.PassedFDs,
 		ReadyFD:       st.ReadyFD,
 		Joined:        st.Joined,
+		UserNS:        st.UserNS,
 		PolicyFile:    buildcfg.PolicyFile(),
 		SeccompFile:   buildcfg.SysconfDir + "/kerr/seccomp.json",
 		LocalstateDir: buildcfg.LocalstateDir,

@@ -194,7 +194,7 @@ func containsString(list []string, s string) bool {
 // kerr is a child subreaper meanwhile, so that the instance becomes its child and can be
 // found.
 func runInstanceStarter(cfg *native.Config, logs [2]*os.File, errLog string) (int, error) {
-	bin, err := launch.Starter()
+	bin, err := launch.StarterFor(cfg.UserNS)
 	if err != nil {
 		return 0, err
 	}

@@ -33,7 +33,7 @@ import (
 // execHPC hands a checked request to the starter; it returns only on failure. Tests replace
 // it to see the request.
 var execHPC = func(id string, cfg *native.Config) error {
-	bin, err := launch.Starter()
+	bin, err := launch.StarterFor(cfg.UserNS)
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,29 @@ func hpcFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "net", Aliases: []string{"n"}, Usage: "a new network namespace (the policy must allow it)"},
 		&cli.StringSliceFlag{Name: "security", Usage: "`SPEC` is seccomp:PROFILE: also apply the seccomp profile (runtime-spec JSON) in file PROFILE"},
 		&cli.StringSliceFlag{Name: "no-mount", Usage: "leave out `MOUNT`: proc, sys, dev, devpts, home, tmp, cwd, hostfs, or a system bind's path"},
+		&cli.BoolFlag{Name: "userns", Aliases: []string{"u"}, Usage: "run without setuid, in a user namespace (the policy must allow it; chosen by itself when setuid is off or not installed)"},
 	}
+}
+
+// wantUserNS says whether a run goes through the unprivileged starter in a user namespace:
+// asked for (--userns), or the only way left for a user: the policy turns setuid off, or
+// starter-suid cannot give privileges, while it allows user namespaces. Root never needs it.
+func wantUserNS(c *cli.Context) bool {
+	if os.Geteuid() == 0 {
+		return false
+	}
+	if c.Bool("userns") {
+		return true
+	}
+	p, _, err := readPolicy(c, buildcfg.PolicyFile())
+	if err != nil || !p.Access.AllowUserNamespaces {
+		return false
+	}
+	if !p.Access.AllowSetuid {
+		return true
+	}
+	_, err = launch.Starter()
+	return err != nil
 }
 
 // listFlag collects every value of a repeated flag, as given or split at commas.
@@ -264,7 +286,7 @@ func hpcRequest(c *cli.Context, action string) (*native.Config, *policy.Request,
 		return nil
 	}
 
-	cfg := &native.Config{Action: action, Image: image, Args: args[1:], Cwd: cwd}
+	cfg := &native.Config{Action: action, Image: image, Args: args[1:], Cwd: cwd, UserNS: wantUserNS(c)}
 	if !joining {
 		cfg.Image = abs(image)
 	}
@@ -275,6 +297,9 @@ func hpcRequest(c *cli.Context, action string) (*native.Config, *policy.Request,
 		}
 	}
 	req := &policy.Request{Mode: policy.ModeSetuid}
+	if cfg.UserNS {
+		req.Mode = policy.ModeUserNS
+	}
 
 	// Flags first, so that a usage error is reported before a missing file.
 	var bindSpecs []string

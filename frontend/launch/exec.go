@@ -51,6 +51,20 @@ func Starter() (string, error) {
 	return starterFor(os.Geteuid(), buildcfg.StarterPath(), buildcfg.StarterSuidPath())
 }
 
+// StarterUserNS returns the plain starter for HPC mode in a user namespace (no setuid
+// needed): it must exist and be a regular file. Privileges: the caller's; it only stats.
+func StarterUserNS() (string, error) {
+	return starterFor(0, buildcfg.StarterPath(), "")
+}
+
+// StarterFor is Starter, or StarterUserNS for a request in a user namespace.
+func StarterFor(userns bool) (string, error) {
+	if userns && os.Geteuid() != 0 {
+		return StarterUserNS()
+	}
+	return Starter()
+}
+
 func starterFor(euid int, plain, suid string) (string, error) {
 	bin := suid
 	if euid == 0 {

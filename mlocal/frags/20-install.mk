@@ -2,12 +2,15 @@
 # with a rename, so a half-written setuid file never exists under its real name. Files in
 # etc/ never overwrite what an admin has edited: the new version goes next to it as .new.
 # etc/ mirrors $(sysconfdir): etc/kerr/seccomp.json installs as $(sysconfdir)/kerr/seccomp.json.
+# $(localstatedir)/lib/kerr/mnt/session is where HPC mode mounts each container's session
+# tmpfs, inside the container's own mount namespace (the directory stays empty on the host).
 KERR_LIBEXEC := $(DESTDIR)$(LIBEXECDIR)/kerr/bin
 KERR_ETC := $(DESTDIR)$(SYSCONFDIR)/kerr
 
 .PHONY: install
 install: all
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(KERR_LIBEXEC) $(KERR_ETC)
+	install -d -m 0755 $(DESTDIR)$(LOCALSTATEDIR)/lib/kerr/mnt/session
 	install -m 0755 $(BUILDDIR)/kerr $(DESTDIR)$(BINDIR)/kerr
 	install -m 0755 $(BUILDDIR)/kerr-runc $(DESTDIR)$(BINDIR)/kerr-runc
 	install -m 0755 $(BUILDDIR)/starter $(KERR_LIBEXEC)/starter

@@ -92,6 +92,9 @@ type Config struct {
 	NoMount []string `json:"noMount,omitempty"`
 	// Instance is the instance name for ActionInstance.
 	Instance string `json:"instance,omitempty"`
+	// UserNS: the frontend chose the unprivileged starter and a user namespace (--userns, or
+	// the policy's setuid off). The starter goes by what it finds itself (setuid or not).
+	UserNS bool `json:"userns,omitempty"`
 }
 
 // MaxArgs, MaxEnv and MaxBinds bound a request: stage 1 reads it as untrusted input.

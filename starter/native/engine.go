@@ -57,6 +57,9 @@ type Engine struct {
 	// running instance's namespaces.
 	ReadyFD int
 	Joined  bool
+	// UserNS: no privileges (the plain starter run by a user): stage 2 is in a user
+	// namespace of the caller's, under the policy's allow_user_namespaces.
+	UserNS bool
 	// PolicyFile, SysconfDir, LocalstateDir are the compile-time paths.
 	PolicyFile    string
 	SeccompFile   string

@@ -2,6 +2,7 @@ package native
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -119,8 +120,12 @@ func (c *container) dropPrivileges() error {
 	for i, g := range u.Groups {
 		groups[i] = int(g)
 	}
-	if err := unix.Setgroups(groups); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
+	// In a user namespace setgroups is denied (the kernel's rule for unprivileged maps):
+	// the caller's groups stay as they were.
+	if !c.plan.UserNS {
+		if err := unix.Setgroups(groups); err != nil {
+			return fmt.Errorf("setgroups: %w", err)
+		}
 	}
 	if err := unix.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
 		return fmt.Errorf("setresgid %d: %w", u.GID, err)
@@ -135,6 +140,15 @@ func (c *container) dropPrivileges() error {
 		return fmt.Errorf("ids after the drop are %d/%d/%d, want %d", r, e, s, u.UID)
 	}
 	if u.UID != 0 {
+		// From root the uid change has cleared them; in a user namespace the uid did not
+		// change (the caller is mapped to themselves), so they are cleared here.
+		caps.Clear(capability.CAPS | capability.AMBIENT)
+		if err := caps.Apply(capability.CAPS); err != nil {
+			return fmt.Errorf("capabilities: %w", err)
+		}
+		if err := capability.ResetAmbient(); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("capabilities: ambient set: %w", err)
+		}
 		if err := caps.Load(); err != nil {
 			return fmt.Errorf("capabilities: %w", err)
 		}

@@ -11,6 +11,9 @@ import (
 // caller's rights govern is made in stage 1; stage 2 adds none and opens no path the caller
 // named. FD fields index the fds stage 1 sent along (stage 0 lists them in order).
 type Plan struct {
+	// UserNS: stage 2 runs in a user namespace of the caller's (no setuid): no loop devices,
+	// groups frozen, capabilities only inside.
+	UserNS bool     `json:"userns,omitempty"`
 	Caller Caller   `json:"caller"`
 	Action string   `json:"action"`
 	Args   []string `json:"args,omitempty"`
@@ -78,6 +81,8 @@ type Caller struct {
 
 // PlanJoin is a running instance to enter.
 type PlanJoin struct {
+	// User: join the instance's user namespace first (HPC mode without setuid).
+	User       bool     `json:"user,omitempty"`
 	PID        int      `json:"pid"`
 	StartTime  uint64   `json:"startTime"`
 	Namespaces []string `json:"namespaces"`

@@ -40,7 +40,11 @@ func (e Engine) stage1(env *envelope.Envelope) error {
 	if err != nil {
 		return err
 	}
-	b := &planBuilder{req: &req, pol: pol}
+	mode := policy.ModeSetuid
+	if e.UserNS {
+		mode = policy.ModeUserNS
+	}
+	b := &planBuilder{req: &req, pol: pol, mode: mode}
 	defer b.closeAll()
 	if err := b.build(e); err != nil {
 		return err
@@ -59,6 +63,7 @@ type planBuilder struct {
 	plan   *Plan
 	files  []*os.File
 	caller policy.Caller
+	mode   policy.Mode
 }
 
 func (b *planBuilder) closeAll() {
@@ -80,13 +85,14 @@ func (b *planBuilder) build(e Engine) error {
 		return err
 	}
 	b.caller = policy.Caller{UID: c.UID, Name: c.Name, GID: c.GID, GIDs: c.Groups, Groups: groupNames(c.Groups)}
-	if err := pol.CheckAccess(&b.caller, policy.ModeSetuid); err != nil {
+	if err := pol.CheckAccess(&b.caller, b.mode); err != nil {
 		return err
 	}
 	if name, ok := strings.CutPrefix(req.Image, "instance://"); ok {
 		return b.join(e, c, name)
 	}
 	p := &Plan{
+		UserNS: b.mode == policy.ModeUserNS,
 		Caller: c, Action: req.Action, Instance: req.Instance, Args: req.Args, Env: req.Env, EnvOverride: req.EnvOverride,
 		Proc: pol.Mounts.Proc, Sys: pol.Mounts.Sys, Dev: pol.Mounts.Dev, Devpts: pol.Mounts.Devpts,
 		Passwd: pol.Mounts.Passwd, Group: pol.Mounts.Group, ResolvConf: pol.Mounts.ResolvConf,
@@ -122,7 +128,7 @@ func (b *planBuilder) build(e Engine) error {
 	if err != nil {
 		return err
 	}
-	preq := &policy.Request{Caller: b.caller, Mode: policy.ModeSetuid, Image: img}
+	preq := &policy.Request{Caller: b.caller, Mode: b.mode, Image: img}
 	for _, bind := range req.Binds {
 		pb, err := b.openBind(bind.Source, bind.Dest, bind.ReadOnly, "bind")
 		if err != nil {
@@ -213,7 +219,7 @@ func readAdminFile(path string) ([]byte, error) {
 // join plans an exec into the caller's running instance name: the record is the caller's
 // own file, read as the caller; C checks the process it names before joining it.
 func (b *planBuilder) join(e Engine, c Caller, name string) error {
-	if err := b.pol.CheckAccess(&b.caller, policy.ModeSetuid); err != nil {
+	if err := b.pol.CheckAccess(&b.caller, b.mode); err != nil {
 		return err
 	}
 	host, err := os.Hostname()
@@ -232,10 +238,11 @@ func (b *planBuilder) join(e Engine, c Caller, name string) error {
 	}
 	req := b.req
 	b.plan = &Plan{
+		UserNS: b.mode == policy.ModeUserNS,
 		Caller: c, Action: req.Action, Args: req.Args, Env: req.Env, EnvOverride: req.EnvOverride,
 		Image: PlanImage{Path: rec.Image}, Home: c.Home, Cwd: req.Cwd,
 		NoNewPrivs: b.pol.Security.NoNewPrivs || c.UID != 0,
-		Join:       &PlanJoin{PID: rec.PID, StartTime: rec.StartTime, Namespaces: rec.Namespaces},
+		Join:       &PlanJoin{PID: rec.PID, StartTime: rec.StartTime, Namespaces: rec.Namespaces, User: b.mode == policy.ModeUserNS},
 	}
 	if req.Pwd != "" {
 		b.plan.Cwd = req.Pwd
@@ -573,7 +580,11 @@ func hpcPreamble(p *Plan) []byte {
 		b = binary.NativeEndian.AppendUint32(b, 0)
 		b = binary.NativeEndian.AppendUint32(b, uint32(p.Join.PID))
 		b = binary.NativeEndian.AppendUint64(b, p.Join.StartTime)
-		return binary.NativeEndian.AppendUint32(b, nsFlags(p.Join.Namespaces))
+		flags := nsFlags(p.Join.Namespaces)
+		if p.Join.User {
+			flags |= unix.CLONE_NEWUSER
+		}
+		return binary.NativeEndian.AppendUint32(b, flags)
 	}
 	b = binary.NativeEndian.AppendUint32(b, nsFlags(p.Namespaces))
 	b = binary.NativeEndian.AppendUint32(b, 0)

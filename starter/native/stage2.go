@@ -114,7 +114,7 @@ func (c *container) build() error {
 // files; it goes with the mount namespace.
 func (c *container) session() error {
 	if err := os.MkdirAll(c.sessionDir, 0o755); err != nil {
-		return fmt.Errorf("session dir %s: %w", c.sessionDir, err)
+		return fmt.Errorf("session dir %s (make install creates it): %w", c.sessionDir, err)
 	}
 	opts := fmt.Sprintf("size=%d,mode=0755", c.plan.SessionSize)
 	if err := unix.Mount("tmpfs", c.sessionDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
@@ -140,6 +140,10 @@ func (c *container) image() error {
 		if err := c.squashfuse(f, lower); err != nil {
 			return fmt.Errorf("image %s: %w", img.Path, err)
 		}
+	case img.Format == policy.FormatSIF && c.plan.UserNS:
+		// Never reached (the policy sends a SIF in a user namespace through FUSE): a user
+		// namespace gets no loop device and no kernel squashfs.
+		return fmt.Errorf("image %s: a user namespace mounts a SIF with squashfuse only: %w", img.Path, errdefs.ErrDenied)
 	case img.Format == policy.FormatSIF:
 		attach := loopdev.AttachOwn
 		if img.SharedLoop {
@@ -372,7 +376,12 @@ func (c *container) systemMounts() error {
 	p := c.plan
 	const noexec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	if p.Proc {
-		if err := c.mountAt("/proc", "proc", "proc", noexec, ""); err != nil {
+		err := c.mountAt("/proc", "proc", "proc", noexec, "")
+		if err != nil && p.UserNS && !hasNS(p, rpcnative.NamespacePID) {
+			// A user namespace may not mount the host pid namespace's proc: bind it.
+			err = c.bindHost("/proc", "/proc", unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+		}
+		if err != nil {
 			return err
 		}
 	}
