@@ -152,9 +152,32 @@ func TestHPCSecCraftedConfigs(t *testing.T) {
 		r := crafted(t, s, nil, "ns "+ns, `{`+base+`,"namespaces":[`+jsonString(ns)+`]}`)
 		wantRefused(t, r, 253, "unknown namespace")
 	}
-	// The starter refuses a user-writable overlay itself, not only kerr (CVE-2023-30549).
-	r = crafted(t, s, nil, "overlay", `{`+base+`,"overlay":`+jsonString(s.Dir(h.User))+`}`)
-	wantRefused(t, r, exitUsage, "--overlay is not supported")
+	// --overlay DIR: a directory of the caller's, with upper/ and work/ of the caller's, or
+	// nothing; the starter checks it, not only kerr. Root's directory, a symlink of the
+	// user's to it, and an upper/ that is a symlink to /etc or a directory of root's.
+	ovRoot := s.Mkdir(h.Root, "overlay")
+	ovLink := filepath.Join(links, "overlay")
+	ovUpperLink := s.Mkdir(h.User, "ov-upper-link")
+	ovUpperRoot := s.Mkdir(h.User, "ov-upper-root")
+	if err := os.Symlink(ovRoot, ovLink); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc", filepath.Join(ovUpperLink, "upper")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(filepath.Join(ovUpperLink, "upper"), int(h.User.UID), int(h.User.GID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(ovUpperRoot, "upper"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, ov := range []string{ovRoot, ovLink, ovUpperLink, ovUpperRoot} {
+		r := crafted(t, s, nil, "overlay "+ov, `{`+base+`,"overlay":`+jsonString(ov)+`}`)
+		wantRefused(t, r, exitDenied, "of yours")
+	}
+	if fi, err := os.Lstat(filepath.Join(ovRoot, "upper")); err == nil {
+		t.Errorf("a refused --overlay of root's got %s made in it", fi.Name())
+	}
 }
 
 // A home is a bind of the caller's choosing, like --bind: --home /root, /etc/shadow or /etc
@@ -995,24 +1018,48 @@ func TestHPCSecImageSymlinksStayInside(t *testing.T) {
 		"evilroot": "/proc/self/root",
 		"evilfile": "/etc/kerr-sec-file",
 	}
-	for _, sb := range []string{rootSB, userSB} {
+	// The same links in the user's --overlay DIR over a root-owned SIF: the user's layer is
+	// on top of the image, so it can put them in the container's root too.
+	ov := s.Mkdir(h.User, "overlay")
+	upper := filepath.Join(ov, "upper")
+	ovID := s.Mkdir(h.User, "overlay-identity")
+	if err := os.MkdirAll(filepath.Join(ovID, "upper", "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(upper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, sb := range []string{rootSB, userSB, upper} {
 		for name, target := range links {
 			if err := os.Symlink(target, filepath.Join(sb, name)); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	// The user's own image: its /etc/passwd and /etc/group lead to a root-only host file.
-	for name, target := range map[string]string{"passwd": "/proc/self/root" + secret, "group": "/proc/1/root" + secret} {
-		p := filepath.Join(userSB, "etc", name)
-		if err := os.Remove(p); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(target, p); err != nil {
-			t.Fatal(err)
+	// The user's own image and layer: /etc/passwd and /etc/group lead to a root-only host
+	// file.
+	for _, sb := range []string{userSB, filepath.Join(ovID, "upper")} {
+		for name, target := range map[string]string{"passwd": "/proc/self/root" + secret, "group": "/proc/1/root" + secret} {
+			p := filepath.Join(sb, "etc", name)
+			if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(target, p); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	chownTree(t, userSB)
+	chownTree(t, ov)
+	chownTree(t, ovID)
+	images := []struct {
+		name string
+		args []string // the image, after any flags
+	}{
+		{"root's sandbox", []string{rootSB}},
+		{"the user's sandbox", []string{userSB}},
+		{"--overlay over root's SIF", []string{"--overlay", ov, rootSIF(t, s)}},
+	}
 
 	data := s.Mkdir(h.User, "data")
 	file := filepath.Join(data, "inside")
@@ -1040,21 +1087,21 @@ func TestHPCSecImageSymlinksStayInside(t *testing.T) {
 		{"-B", file + ":/evilfile", ""},
 		{"--home", data + ":/evil/kerr-sec-h", "/etc/kerr-sec-h/inside"},
 	}
-	for _, sb := range []string{rootSB, userSB} {
+	for _, img := range images {
 		for _, c := range cases {
 			check := "true"
 			if c.inside != "" {
 				check = "cat " + c.inside
 			}
-			r := s.Run(h.User, "exec", c.flag, c.spec, sb, "/bin/sh", "-c", check)
+			r := s.Run(h.User, append(append([]string{"exec", c.flag, c.spec}, img.args...), "/bin/sh", "-c", check)...)
 			switch {
 			case c.inside != "" && (r.Code != 0 || r.Stdout != "from the host dir\n"):
-				t.Errorf("%s %s in %s: want the bind at %s inside:\n%s", c.flag, c.spec, sb, c.inside, r)
+				t.Errorf("%s %s in %s: want the bind at %s inside:\n%s", c.flag, c.spec, img.name, c.inside, r)
 			case c.inside == "":
-				t.Logf("%s %s in %s: exit %d %s", c.flag, c.spec, filepath.Base(filepath.Dir(filepath.Dir(sb))), r.Code, strings.TrimSpace(r.Stderr))
+				t.Logf("%s %s in %s: exit %d %s", c.flag, c.spec, img.name, r.Code, strings.TrimSpace(r.Stderr))
 			}
 			if got := etcEntries("kerr-sec"); len(got) > 0 {
-				t.Errorf("%s %s in %s: the host's /etc got %v", c.flag, c.spec, sb, got)
+				t.Errorf("%s %s in %s: the host's /etc got %v", c.flag, c.spec, img.name, got)
 				for _, n := range got {
 					_ = os.RemoveAll(filepath.Join("/etc", n)) // only what this test named
 				}
@@ -1065,11 +1112,18 @@ func TestHPCSecImageSymlinksStayInside(t *testing.T) {
 	if strings.Contains(string(mi), " /etc/kerr-sec") || strings.Contains(string(mi), " /etc/inside") {
 		t.Errorf("a mount on the host's /etc:\n%s", mi)
 	}
-	r := s.Run(h.User, "exec", userSB, "/bin/sh", "-c", "cat /etc/passwd /etc/group 2>&1; ls -l /etc/passwd /etc/group; true")
-	if strings.Contains(r.Stdout, secretText) {
-		t.Errorf("a root-only host file reached the container through the image's /etc/passwd or /etc/group:\n%s", r)
+	// (A run may fail on the layer's etc/, made outside fuse-overlayfs: what matters is
+	// that the secret does not come out.)
+	for _, img := range append(images[1:2], struct {
+		name string
+		args []string
+	}{"--overlay with etc/passwd over root's SIF", []string{"--overlay", ovID, rootSIF(t, s)}}) {
+		r := s.Run(h.User, append(append([]string{"exec"}, img.args...), "/bin/sh", "-c", "cat /etc/passwd /etc/group 2>&1; ls -l /etc/passwd /etc/group; true")...)
+		if strings.Contains(r.Stdout, secretText) {
+			t.Errorf("%s: a root-only host file reached the container through /etc/passwd or /etc/group:\n%s", img.name, r)
+		}
+		t.Logf("%s: the identity files: %s", img.name, r)
 	}
-	t.Logf("the user's image's identity files: %s", r)
 }
 
 // loopsBackedBy lists the loop devices whose backing file is path.
@@ -1093,10 +1147,12 @@ func loopsBackedBy(path string) []string {
 	return out
 }
 
-// CVE-2023-30549: a user-writable image must never meet the kernel's squashfs driver as
-// root. While `kerr exec IMAGE sleep` runs, a SIF the user owns, or that root owns but a group
-// may write, is served by squashfuse running as the user and has no loop device; a root-owned
-// SIF that only root may write does get a loop device (the control: the checks can see one).
+// CVE-2023-30549: a user-writable image or overlay must never meet a kernel filesystem
+// driver as root. While `kerr exec IMAGE sleep` runs, a SIF the user owns, or that root owns
+// but a group may write, is served by squashfuse running as the user and has no loop device;
+// a root-owned SIF that only root may write does get a loop device (the control: the checks
+// can see one). An --overlay DIR is served by fuse-overlayfs running as the user: the
+// container's root is that FUSE mount and no kernel overlay has its upper layer in DIR.
 func TestHPCSecUserImagesNeverReachTheKernel(t *testing.T) {
 	s := h.Begin(t)
 	defer s.Done()
@@ -1108,17 +1164,27 @@ func TestHPCSecUserImagesNeverReachTheKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := itoa(int(h.User.UID))
+	userIDs := strings.Repeat(u+" ", 3) + u
+	ov := s.Mkdir(h.User, "overlay")
 	for _, c := range []struct {
 		name, img string
 		fuse      bool
+		overlay   bool
 	}{
-		{"user-owned", userSIF(t, s), true},
-		{"root-owned, group-writable", writable, true},
-		{"root-owned, 0644 (control)", rootSIF(t, s), false},
+		{"user-owned", userSIF(t, s), true, false},
+		{"root-owned, group-writable", writable, true, false},
+		{"root-owned, 0644 (control)", rootSIF(t, s), false, false},
+		{"user-owned with --overlay", userSIF(t, s), true, true},
+		{"root-owned with --overlay", rootSIF(t, s), false, true},
 	} {
-		run := s.Start(h.User, harness.Opts{}, "exec", c.img, "sleep", "3")
-		var fuse []hpcProc
+		args := []string{"exec", c.img, "sleep", "3"}
+		if c.overlay {
+			args = append([]string{"exec", "--overlay", ov}, args[1:]...)
+		}
+		run := s.Start(h.User, harness.Opts{}, args...)
+		var fuse, fuseOverlay []hpcProc
 		var loops []string
+		var mounts string
 		running := waitFor(20*time.Second, func() bool {
 			p, ok := readProc(run.Pid())
 			return ok && p.comm == "sleep"
@@ -1126,23 +1192,51 @@ func TestHPCSecUserImagesNeverReachTheKernel(t *testing.T) {
 		if running {
 			time.Sleep(300 * time.Millisecond)
 			for _, p := range childrenOf(run.Pid()) {
-				if p.comm == "squashfuse" {
+				switch p.comm {
+				case "squashfuse":
 					fuse = append(fuse, p)
+				case "fuse-overlayfs":
+					fuseOverlay = append(fuseOverlay, p)
 				}
 			}
 			loops = loopsBackedBy(c.img)
+			for _, p := range append(append([]hpcProc{{pid: run.Pid()}}, fuse...), fuseOverlay...) {
+				b, _ := os.ReadFile("/proc/" + itoa(p.pid) + "/mountinfo")
+				mounts += string(b)
+			}
 		}
 		r := run.Wait()
 		if !running || r.Code != 0 {
 			t.Errorf("%s: the payload did not run:\n%s", c.name, r)
 			continue
 		}
+		// The container's root: the kernel's overlay of the image and the session's tmpfs
+		// (root's), or the user's fuse-overlayfs over it with --overlay.
+		root := ""
+		for _, l := range strings.Split(mounts, "\n") {
+			f := strings.Fields(l)
+			if len(f) > 4 && f[4] == "/" && root == "" {
+				_, post, _ := strings.Cut(l, " - ")
+				root = strings.Fields(post + " ?")[0]
+			}
+			if _, post, ok := strings.Cut(l, " - "); ok && strings.HasPrefix(post, "overlay ") && strings.Contains(post, ov) {
+				t.Errorf("%s: a kernel overlay with the user's directory: %s", c.name, l)
+			}
+		}
+		if want := map[bool]string{false: "overlay", true: "fuse.fuse-overlayfs"}[c.overlay]; root != want {
+			t.Errorf("%s: the container's root is %q, want %s", c.name, root, want)
+		}
+		if c.overlay {
+			if len(fuseOverlay) != 1 || fuseOverlay[0].uids != userIDs || statusField(fuseOverlay[0].status, "CapEff") != "0000000000000000" {
+				t.Errorf("%s: fuse-overlayfs processes %+v, want one, the user's, without capabilities", c.name, fuseOverlay)
+			}
+		}
 		switch {
 		case c.fuse && len(loops) > 0:
 			t.Errorf("%s: loop devices %v are backed by the image: the kernel's squashfs reads a user-writable file", c.name, loops)
 		case c.fuse && len(fuse) != 1:
 			t.Errorf("%s: %d squashfuse processes under the payload, want 1", c.name, len(fuse))
-		case c.fuse && (fuse[0].uids != strings.Repeat(u+" ", 3)+u || statusField(fuse[0].status, "CapEff") != "0000000000000000"):
+		case c.fuse && (fuse[0].uids != userIDs || statusField(fuse[0].status, "CapEff") != "0000000000000000"):
 			t.Errorf("%s: squashfuse runs with uids %q, CapEff %s; want the user's, none", c.name, fuse[0].uids, statusField(fuse[0].status, "CapEff"))
 		case !c.fuse && (len(loops) != 1 || len(fuse) != 0):
 			t.Errorf("%s: loop devices %v and %d squashfuse; want one loop device and no squashfuse (so the checks above can fail)", c.name, loops, len(fuse))
@@ -1162,7 +1256,7 @@ func fdTargets(pid int) map[string]string {
 }
 
 // No fd of the starter reaches the payload, with a pid namespace, binds, a home, a seccomp
-// profile of the user's or -c (TestHPCExecIsTheUser checks the plain run). With -p the
+// profile of the user's, -c or --overlay (TestHPCExecIsTheUser checks the plain run). With -p the
 // relays outside and inside the namespace are the caller's processes (the caller may signal
 // them: the scheduler's signals go through them) but not dumpable, so the caller cannot take
 // their fds; and they hold nothing privileged: no /dev/fuse, loop device, socket or session
@@ -1173,6 +1267,7 @@ func TestHPCSecNoFDLeaks(t *testing.T) {
 	data := s.Mkdir(h.User, "data")
 	file := filepath.Join(data, "f")
 	home := s.Mkdir(h.User, "althome")
+	ov := s.Mkdir(h.User, "overlay")
 	prof := filepath.Join(s.Dir(h.User), "profile.json")
 	for _, p := range []string{file, prof} {
 		if err := os.WriteFile(p, []byte(`{"defaultAction":"SCMP_ACT_ALLOW"}`), 0o644); err != nil {
@@ -1188,6 +1283,7 @@ func TestHPCSecNoFDLeaks(t *testing.T) {
 			{"-B", data + ":/d", "-B", file + ":/f:ro", "--home", home + ":/h"},
 			{"-p", "-B", data + ":/d", "--security", "seccomp:" + prof, "--hostname", "h"},
 			{"-c", "-B", data + ":/d", "--writable-tmpfs"},
+			{"--overlay", ov, "-B", data + ":/d"},
 		} {
 			r := s.Run(h.User, append(append([]string{"exec"}, flags...), img, "ls", "/proc/self/fd")...)
 			if got := strings.Join(strings.Fields(r.Stdout), " "); r.Code != 0 || got != "0 1 2 3" {
