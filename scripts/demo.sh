@@ -85,6 +85,20 @@ else
 	echo "(siftool not installed; skipped)"
 fi
 
+say "HPC mode: the image's runscript, then a command, in a container (as $(id -un))"
+run "$kerr" run busybox_latest.sif
+run "$kerr" exec busybox_latest.sif /bin/sh -c 'id; echo "cwd: $(pwd)"; grep -E "^(CapEff|NoNewPrivs)" /proc/self/status'
+
+if [[ $(id -u) == 0 ]] && command -v setpriv >/dev/null; then
+	say "The same as an unprivileged user (nobody), through the setuid starter and the policy"
+	# nobody must reach the image and the current directory; its home does not exist.
+	chmod 0755 "$work" "$work/demo"
+	chmod 0644 busybox_latest.sif
+	run setpriv --reuid=65534 --regid=65534 --clear-groups "$kerr" exec --no-home busybox_latest.sif \
+		/bin/sh -c 'id; grep -E "^(CapEff|NoNewPrivs)" /proc/self/status'
+	run setpriv --reuid=65534 --regid=65534 --clear-groups "$kerr" policy explain --bind /etc/shadow busybox_latest.sif || true
+fi
+
 if [[ $(id -u) == 0 ]]; then
 	say "Turn the SIF into an OCI bundle (root): config.json, overlay/, rootfs/"
 	bundle=$work/busybox
