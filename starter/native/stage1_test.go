@@ -1,11 +1,14 @@
 package native
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kerr-hpc/kerr/policy"
 	rpcnative "github.com/kerr-hpc/kerr/rpc/native"
@@ -129,5 +132,61 @@ func TestStandardMountsCwd(t *testing.T) {
 				t.Errorf("warnings %q, want %q", p.Warnings, tc.warning)
 			}
 		})
+	}
+}
+
+// The namespaces C creates: the mount namespace always, and only the four a request may name;
+// anything else (which Validate refuses first) adds nothing, a user namespace least of all.
+func TestNSFlags(t *testing.T) {
+	const ns = unix.CLONE_NEWNS
+	cases := []struct {
+		names []string
+		want  uint32
+	}{
+		{nil, ns},
+		{[]string{"pid"}, ns | unix.CLONE_NEWPID},
+		{[]string{"ipc", "uts"}, ns | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS},
+		{[]string{"net", "pid", "pid"}, ns | unix.CLONE_NEWNET | unix.CLONE_NEWPID},
+		{[]string{"user", "cgroup", "mnt", "time", "PID", ""}, ns},
+	}
+	for _, c := range cases {
+		if got := nsFlags(c.names); got != c.want {
+			t.Errorf("nsFlags(%q) = %#x, want %#x", c.names, got, c.want)
+		}
+		if nsFlags(c.names)&(unix.CLONE_NEWUSER|unix.CLONE_NEWCGROUP|unix.CLONE_NEWTIME) != 0 {
+			t.Errorf("nsFlags(%q) asks for a user, cgroup or time namespace", c.names)
+		}
+	}
+}
+
+// The preamble C reads before stage 2 (starter.h): magic, mode, unshare flags, the pid,
+// start time and namespaces of an instance to join.
+func TestHPCPreamble(t *testing.T) {
+	type fields struct {
+		mode, unshare, pid uint32
+		start              uint64
+		join               uint32
+	}
+	parse := func(b []byte) fields {
+		t.Helper()
+		if len(b) != len(hpcPlanMagic)+24 || string(b[:len(hpcPlanMagic)]) != hpcPlanMagic {
+			t.Fatalf("preamble %q: want the magic and 24 bytes", b)
+		}
+		b = b[len(hpcPlanMagic):]
+		e := binary.NativeEndian
+		return fields{e.Uint32(b), e.Uint32(b[4:]), e.Uint32(b[8:]), e.Uint64(b[12:]), e.Uint32(b[20:])}
+	}
+	run := parse(hpcPreamble(&Plan{Namespaces: []string{"pid", "uts"}}))
+	if run != (fields{hpcRun, unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS, 0, 0, 0}) {
+		t.Errorf("a run: %+v", run)
+	}
+	inst := parse(hpcPreamble(&Plan{Instance: "web", Namespaces: []string{"pid"}}))
+	if inst != (fields{hpcInstance, unix.CLONE_NEWNS | unix.CLONE_NEWPID, 0, 0, 0}) {
+		t.Errorf("an instance: %+v", inst)
+	}
+	// A join creates nothing: it names the process and the namespaces to enter.
+	join := parse(hpcPreamble(&Plan{Namespaces: []string{"net"}, Join: &PlanJoin{PID: 4242, StartTime: 1 << 40, Namespaces: []string{"pid", "ipc"}}}))
+	if join != (fields{hpcRun, 0, 4242, 1 << 40, unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC}) {
+		t.Errorf("a join: %+v", join)
 	}
 }
