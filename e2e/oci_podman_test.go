@@ -242,7 +242,7 @@ func TestPodman(t *testing.T) {
 	p.run(append(rt, "rm", id)...).OK(t)
 
 	// -it from a terminal: the container's terminal, what we type reaches it.
-	out, code := p.onTerminal(t, "hello\n", append(rt, "run", "--rm", "-it", cg, "--user", "0", "--entrypoint", "", p.image,
+	out, code := onTerminal(t, s, p.env, "hello\n", p.bin, append(rt, "run", "--rm", "-it", cg, "--user", "0", "--entrypoint", "", p.image,
 		"sh", "-c", "tty; read x; echo got $x; exit 5")...)
 	if code != 5 || !strings.Contains(out, "/dev/pts/0\r\n") || !strings.Contains(out, "got hello\r\n") {
 		t.Errorf("podman run -it: exit %d, terminal showed %q", code, out)
@@ -270,15 +270,15 @@ func parentComm(pid int) string {
 	return strings.TrimSpace(string(comm))
 }
 
-// onTerminal runs podman on a pty of the test's own as its controlling terminal, types
-// input once the container's terminal shows up, and returns what the terminal showed and
-// podman's exit code.
-func (p *podmanEnv) onTerminal(t *testing.T, input string, args ...string) (string, int) {
+// onTerminal runs prog (podman, ctr) with env added on a pty of the test's own as its
+// controlling terminal, types input once the container's terminal shows up, and returns
+// what the terminal showed and prog's exit code.
+func onTerminal(t *testing.T, s *harness.Session, env []string, input, prog string, args ...string) (string, int) {
 	t.Helper()
 	master, slave := openPty(t, 24, 80)
-	cmd := exec.Command(p.bin, args...)
-	cmd.Env = append(p.s.Env(h.Root), p.env...)
-	cmd.Dir = p.s.Dir(h.Root)
+	cmd := exec.Command(prog, args...)
+	cmd.Env = append(s.Env(h.Root), env...)
+	cmd.Dir = s.Dir(h.Root)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := cmd.Start(); err != nil {
