@@ -726,6 +726,18 @@ static void relay(pid_t child, int reap_all, int persist)
 	}
 }
 
+/* close_passed closes the fds stage 1 sent: a relay has no use for them, and they would stay
+ * open for the container's life. Privileges: any. */
+static void close_passed(void)
+{
+	int i;
+
+	for (i = 0; i < kerr_stage0.npassed; i++)
+		if (close(kerr_stage0.passed_fds[i]) != 0 && errno != EINTR)
+			die(KERR_EXIT_FATAL, "close: %m");
+	kerr_stage0.npassed = 0;
+}
+
 /* await_instance is the process the caller started, for an instance: it waits until stage
  * 2 says it is ready (then exits 0 and leaves the instance running, in a session of its
  * own) or failed (then kills the instance's init and exits with stage 2's code).
@@ -781,6 +793,7 @@ static void enter_pid_namespace(int instance)
 	if (init > 0) {
 		if (close(gone[0]) != 0 || close(ready[1]) != 0)
 			die(KERR_EXIT_FATAL, "close: %m");
+		close_passed();
 		if (instance)
 			await_instance(init, ready[0]);
 		become_caller();
@@ -796,6 +809,7 @@ static void enter_pid_namespace(int instance)
 	if (payload > 0) {
 		if (close(ready[1]) != 0)
 			die(KERR_EXIT_FATAL, "close: %m");
+		close_passed();
 		become_caller();
 		if (!instance) {
 			/* After the last change of ids, which clears it. Our parent is outside the
@@ -958,6 +972,7 @@ static void join_instance(uint32_t pid, uint64_t start, uint32_t types)
 	if (child < 0)
 		die(KERR_EXIT_FATAL, "fork into the instance's pid namespace: %m");
 	if (child > 0) {
+		close_passed();
 		become_caller();
 		relay(child, 0, 0);
 	}

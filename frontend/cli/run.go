@@ -404,6 +404,14 @@ func hpcRequest(c *cli.Context, action string) (*native.Config, *policy.Request,
 		if err := exists("--home", cfg.HomeSource); err != nil {
 			return nil, nil, nil, err
 		}
+		// A home of the user's choosing is a bind: the policy's bind rules apply.
+		if req != nil {
+			src, err := resolve("--home", cfg.HomeSource)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			req.Binds = append(req.Binds, policy.Bind{Source: src, Dest: cfg.HomeDest})
+		}
 	}
 	if cfg.Overlay != "" {
 		if err := exists("--overlay", cfg.Overlay); err != nil {

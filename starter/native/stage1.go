@@ -136,6 +136,14 @@ func (b *planBuilder) build(e Engine) error {
 		}
 		preq.Binds = append(preq.Binds, policy.Bind{Source: pb.Source, Dest: pb.Dest, ReadOnly: pb.ReadOnly})
 	}
+	// --home SRC is a bind of the user's choosing too: the same rules apply to it.
+	if req.HomeSource != "" {
+		real, err := filepath.EvalSymlinks(req.HomeSource)
+		if err != nil {
+			return openErr("--home", req.HomeSource, err)
+		}
+		preq.Binds = append(preq.Binds, policy.Bind{Source: real, Dest: req.HomeDest})
+	}
 	userBinds := p.Binds
 	p.Binds = nil
 	p.Namespaces = slices.Clone(req.Namespaces)
@@ -423,6 +431,10 @@ func (b *planBuilder) overlayDir(dir string) error {
 	if err != nil {
 		return openErr("--overlay", dir, err)
 	}
+	// The path goes into fuse-overlayfs's option string, where these separate options.
+	if strings.ContainsAny(real, ",:=\\") {
+		return fmt.Errorf("--overlay %s: a path with ',', ':', '=' or '\\' cannot be given to fuse-overlayfs: %w", real, errdefs.ErrUsage)
+	}
 	b.plan.Overlay = real
 	return nil
 }
@@ -492,6 +504,9 @@ func (b *planBuilder) standardMounts() error {
 		p.Cwd = cwd
 	case slices.Contains(req.NoMount, "cwd"):
 		p.Cwd = cwd
+	case b.cwdDenied(cwd):
+		p.Warnings = append(p.Warnings, fmt.Sprintf("not binding the current directory %s: the policy's mounts.user_bind_deny covers it", cwd))
+		p.Cwd = cwd
 	default:
 		if _, err := b.openBind(cwd, cwd, false, "cwd"); err != nil {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("not binding the current directory: %v", errdefs.OneLine(err)))
@@ -500,6 +515,18 @@ func (b *planBuilder) standardMounts() error {
 		}
 	}
 	return nil
+}
+
+// cwdDenied says whether the admin's deny list covers the current directory: it is then
+// not bound (the image's own, if any, is entered), as for any bind the user asks for.
+func (b *planBuilder) cwdDenied(cwd string) bool {
+	real, err := filepath.EvalSymlinks(cwd)
+	if err != nil {
+		return false // not reachable: openBind says so
+	}
+	var den *policy.Denial
+	err = b.pol.CheckBind(&b.caller, &policy.Bind{Source: real})
+	return errors.As(err, &den) && den.Key == "mounts.user_bind_deny"
 }
 
 // maxProfile bounds a seccomp profile read here.
