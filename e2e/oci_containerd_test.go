@@ -32,10 +32,22 @@ type containerdEnv struct {
 	done     chan struct{}
 	madeDirs []string
 	image    string
+	// cgroup is where the containers' cgroups go (default: /NAMESPACE, ctr's choice);
+	// beforeStop run before containerd is stopped (crictl's cleanup).
+	cgroup     string
+	beforeStop []func()
 }
 
-// newContainerd starts containerd, or skips the test when it is not installed.
-func newContainerd(t *testing.T, s *harness.Session) *containerdEnv {
+func (c *containerdEnv) cgroupParent() string {
+	if c.cgroup != "" {
+		return c.cgroup
+	}
+	return "/" + c.ns
+}
+
+// newContainerd starts containerd (with extra appended to its config), or skips the test
+// when it is not installed.
+func newContainerd(t *testing.T, s *harness.Session, ns, extra string) *containerdEnv {
 	t.Helper()
 	for _, prog := range []string{"containerd", "ctr", "containerd-shim-runc-v2"} {
 		if _, err := exec.LookPath(prog); err != nil {
@@ -47,7 +59,7 @@ func newContainerd(t *testing.T, s *harness.Session) *containerdEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &containerdEnv{s: s, dir: dir, ns: fmt.Sprintf("kerr-e2e-%d", os.Getpid()), sock: filepath.Join(dir, "c.sock"), done: make(chan struct{})}
+	c := &containerdEnv{s: s, dir: dir, ns: ns, sock: filepath.Join(dir, "c.sock"), done: make(chan struct{})}
 	// containerd 1.6 keeps shim sockets in /run/containerd/s and ctr its fifos in
 	// /run/containerd/fifo whatever it is told (ctr's --fifo-dir is used below); the test
 	// removes what it made there.
@@ -57,10 +69,14 @@ func newContainerd(t *testing.T, s *harness.Session) *containerdEnv {
 		}
 	}
 	t.Cleanup(func() { c.cleanup(t) })
+	disabled := `"io.containerd.grpc.v1.cri", `
+	if extra != "" {
+		disabled = ""
+	}
 	conf := fmt.Sprintf(`version = 2
 root = "%[1]s/root"
 state = "%[1]s/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+disabled_plugins = [%[2]s"io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.internal.v1.tracing",
   "io.containerd.tracing.processor.v1.otlp"]
 
@@ -75,7 +91,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 
 [metrics]
   address = ""
-`, dir)
+`, dir, disabled) + strings.ReplaceAll(extra, "DIR", dir)
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +130,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 	return c
 }
 
+// containerdNS is a containerd namespace of this test process's, so that the cgroups of
+// its containers (/NAMESPACE/ID with ctr) are its own.
+func containerdNS() string { return fmt.Sprintf("kerr-e2e-%d", os.Getpid()) }
+
 func tailFile(path string) string {
 	b, _ := os.ReadFile(path)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
@@ -148,6 +168,9 @@ func (c *containerdEnv) cleanup(t *testing.T) {
 			out, _ := exec.Command("ctr", c.ctrArgs(args...)...).Output()
 			return string(out)
 		}
+		for _, f := range c.beforeStop {
+			f()
+		}
 		for _, id := range strings.Fields(ctr("tasks", "ls", "-q")) {
 			ctr("tasks", "kill", "--signal", "SIGKILL", id)
 			ctr("tasks", "delete", "--force", id)
@@ -172,7 +195,7 @@ func (c *containerdEnv) cleanup(t *testing.T) {
 		t.Errorf("removing %s: %v", c.dir, err)
 	}
 	for _, hier := range cgroupHierarchies() {
-		removeCgroupTree(filepath.Join(hier, c.ns))
+		removeCgroupTree(filepath.Join(hier, c.cgroupParent()))
 	}
 	for _, d := range c.madeDirs {
 		_ = os.Remove(d) // only if empty
@@ -185,7 +208,7 @@ func (c *containerdEnv) cleanup(t *testing.T) {
 func TestContainerd(t *testing.T) {
 	s := h.Begin(t)
 	defer s.Done()
-	c := newContainerd(t, s)
+	c := newContainerd(t, s, containerdNS(), "")
 	if runc, err := exec.LookPath("runc"); err == nil {
 		if r := c.run(runc, []string{"--rm"}, "control-runc"); r.Code != 0 || r.Stdout != "FOO=bar ARGS=hello world\n" {
 			t.Skipf("containerd cannot run a container with runc on this host either:\n%s", r)

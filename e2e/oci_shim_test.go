@@ -45,17 +45,18 @@ type shimReport struct {
 		Exit    int    `json:"exit"`
 		Stdout  string `json:"stdout"`
 	} `json:"exec"`
-	Stdout     string   `json:"stdout"`
-	Stderr     string   `json:"stderr"`
-	Fd3        string   `json:"fd3"`
-	Exit       int      `json:"exit"`
-	State      string   `json:"state"`
-	StateCode  int      `json:"stateCode"`
-	KillAll    int      `json:"killAll"`
-	Delete     int      `json:"delete"`
-	Log        string   `json:"log"`
-	Strays     []string `json:"strays"`
-	RuntimeErr string   `json:"runtimeErr"`
+	Stdout          string   `json:"stdout"`
+	Stderr          string   `json:"stderr"`
+	Fd3             string   `json:"fd3"`
+	Exit            int      `json:"exit"`
+	State           string   `json:"state"`
+	StateCode       int      `json:"stateCode"`
+	KillAll         int      `json:"killAll"`
+	Delete          int      `json:"delete"`
+	Log             string   `json:"log"`
+	KilledByKillAll []string `json:"killedByKillAll"`
+	Strays          []string `json:"strays"`
+	RuntimeErr      string   `json:"runtimeErr"`
 }
 
 var shimBuild struct {
@@ -122,6 +123,13 @@ var digitsOnly = regexp.MustCompile(`^[1-9][0-9]*$`)
 // status from wait4, then state, kill --all and delete of the stopped container.
 func checkShimRun(t *testing.T, name string, rep shimReport, wantExit int) {
 	t.Helper()
+	checkShimRunLeft(t, name, rep, wantExit, 0)
+}
+
+// checkShimRunLeft is checkShimRun for a container that leaves left processes in its
+// cgroup when its own exits: kill --all must kill them (SIGKILL: 137), before delete.
+func checkShimRunLeft(t *testing.T, name string, rep shimReport, wantExit, left int) {
+	t.Helper()
 	if rep.Create != 0 {
 		t.Fatalf("%s: create exited %d; stderr %q, log %q", name, rep.Create, rep.Stderr, rep.Log)
 	}
@@ -145,6 +153,15 @@ func checkShimRun(t *testing.T, name string, rep shimReport, wantExit int) {
 	}
 	if rep.KillAll != 0 {
 		t.Errorf("%s: kill --all of a stopped container exited %d, want 0: %s", name, rep.KillAll, rep.RuntimeErr)
+	}
+	killed := 0
+	for _, k := range rep.KilledByKillAll {
+		if strings.HasSuffix(k, " 137") {
+			killed++
+		}
+	}
+	if killed != left || len(rep.KilledByKillAll) != left {
+		t.Errorf("%s: kill --all of the stopped container killed %q, want %d processes killed by SIGKILL", name, rep.KilledByKillAll, left)
 	}
 	if rep.Delete != 0 {
 		t.Errorf("%s: delete exited %d: %s", name, rep.Delete, rep.RuntimeErr)
@@ -290,5 +307,35 @@ func TestShimErrors(t *testing.T) {
 	rep, _ = e.shim(t, kerrRunc, "shim-true")
 	checkShimRun(t, "kerr-runc", rep, 0)
 	e.gone(t, "shim-true", rep.Pid)
+	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
+}
+
+// A container without a pid namespace of its own (as in a pod, whose containers share the
+// sandbox's) leaves its background processes alive when its process exits; containerd's
+// shim then runs `kill --all ID 9`, which must kill them although the container is stopped
+// (runc signals a stopped container's cgroup too), and reaps them.
+func TestShimKillAllStopped(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	e := newOCIEnv(t, s, []string{"/bin/sh", "-c", "sleep 1000 & sleep 1000 & exit 7"}, func(sp *specs.Spec) {
+		var ns []specs.LinuxNamespace
+		for _, n := range sp.Linux.Namespaces {
+			if n.Type != specs.PIDNamespace {
+				ns = append(ns, n)
+			}
+		}
+		sp.Linux.Namespaces = ns
+	})
+	for _, runtime := range []string{"runc", filepath.Join(h.Prefix, "bin", "kerr-runc")} {
+		if runtime == "runc" {
+			runtime = runcControl(t)
+		}
+		name := filepath.Base(runtime)
+		rep, _ := e.shim(t, runtime, "shim-left-"+name)
+		checkShimRunLeft(t, name, rep, 7, 2)
+		if name == "kerr-runc" {
+			e.gone(t, "shim-left-"+name, rep.Pid)
+		}
+	}
 	s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
 }

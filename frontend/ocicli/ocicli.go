@@ -131,7 +131,8 @@ stopped, exitStatus (the exit code, or 128+signal) when the monitor recorded it.
 			Usage:     "send a signal to a container's process",
 			ArgsUsage: "ID [SIGNAL]",
 			Description: `SIGNAL is a name (TERM, SIGTERM) or a number; SIGTERM by default. With --all every
-process in the container's cgroup gets it (and a stopped container is no error).`,
+process in the container's cgroup gets it, also once the container's own process has
+exited (what it left behind, as containerd's shim expects); a stopped container is no error.`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "signal", Aliases: []string{"s"}, Usage: "the signal (name or number)"},
 				&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "signal every process of the container"},

@@ -235,20 +235,38 @@ func (e Engine) kill(id string, cfg *ocicfg.Config) error {
 	defer d.close()
 	sig := unix.Signal(cfg.Signal)
 	cur := status(d, s)
+	if cfg.All && cur != StatusCreating {
+		return killAllOf(id, s, cur, sig)
+	}
 	if cur == StatusStopped || cur == StatusCreating {
 		if cfg.All {
 			return nil
 		}
 		return fmt.Errorf("container %q is %s: %w", id, cur, errdefs.ErrState)
 	}
-	if cfg.All {
-		m, err := loadCgroup(s)
-		if err != nil {
-			return fmt.Errorf("kill --all %q: %w", id, err)
-		}
-		return m.Signal(sig)
-	}
 	return signalProcess(s.Pid, s.StartTime, sig)
+}
+
+// killAllOf signals every process of the container's cgroup, whatever became of the
+// container's own process: once it has exited (stopped) others may be left, such as the
+// processes of a container that shares a pod's pid namespace (the kernel kills them with
+// the namespace's init, not with the container's), which containerd's shim then kills with
+// `kill --all ID 9`, as runc signals a stopped container's cgroup too. A stopped container
+// whose cgroup is gone or empty is no error.
+func killAllOf(id string, s *State, cur string, sig unix.Signal) error {
+	m, err := loadCgroup(s)
+	if err != nil {
+		if cur == StatusStopped {
+			return nil
+		}
+		return fmt.Errorf("kill --all %q: %w", id, err)
+	}
+	if cur == StatusStopped {
+		if pids, err := m.Pids(); err == nil && len(pids) == 0 {
+			return nil
+		}
+	}
+	return m.Signal(sig)
 }
 
 // signalProcess signals pid if it is still the process that started at start.

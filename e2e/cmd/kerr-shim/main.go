@@ -7,9 +7,9 @@
 // with pipes of its own as the container's stdio (as the shim passes its fifos), reads the
 // pid file, checks that the container's process is its child (no runtime process left in
 // between), starts it, optionally runs `exec --process FILE --detach --pid-file F` in it and
-// reaps that process, feeds the container's stdin, reads its output, reaps its process with
-// wait4 (the shim never asks the runtime for the exit status), then runs state, kill --all
-// and delete. It prints what it saw as one JSON object on stdout and exits 0 unless it could
+// reaps that process, feeds the container's stdin, reaps its process with wait4 (the shim
+// never asks the runtime for the exit status), runs kill --all and reaps what it killed,
+// reads the container's output, then runs state and delete. It prints what it saw as one JSON object on stdout and exits 0 unless it could
 // not do its own part (then 1, the error on stderr).
 //
 //	kerr-shim -runtime PATH -root DIR -log FILE -bundle DIR -id ID [-eq] [-console DIR]
@@ -62,17 +62,19 @@ type Report struct {
 	Fd3    string `json:"fd3,omitempty"`
 	// Exit is the container's exit status as wait4 gave it: the code, or 128+signal.
 	Exit int `json:"exit"`
-	// State is the status `state` printed once the process was reaped (its exit code in
-	// StateCode); KillAll (kill --all ID 9) and Delete are exit codes. None of them run
-	// after a failed create.
+	// KillAll is the exit code of `kill --all ID 9` right after the process was reaped;
+	// State the status `state` printed then (its exit code in StateCode); Delete an exit
+	// code. None of them run after a failed create.
 	State     string `json:"state"`
 	StateCode int    `json:"stateCode"`
 	KillAll   int    `json:"killAll"`
 	Delete    int    `json:"delete"`
 	// Log is the runtime's --log file at the end.
 	Log string `json:"log"`
-	// Strays are other processes reparented to the shim and reaped at the end ("pid status").
-	Strays []string `json:"strays"`
+	// KilledByKillAll are the processes reparented to the shim that kill --all killed
+	// ("pid status"), Strays the ones reaped at the end, after delete.
+	KilledByKillAll []string `json:"killedByKillAll"`
+	Strays          []string `json:"strays"`
 	// RuntimeErr is the runtime's stderr of the commands other than create and exec.
 	RuntimeErr string `json:"runtimeErr,omitempty"`
 }
@@ -254,7 +256,7 @@ func (s *shim) run(consoleDir, stdin, execFile string, preserve, leak bool) erro
 	}
 	if s.rep.Create != 0 {
 		inW.Close()
-		s.rep.Stdout, s.rep.Stderr = <-stdout, <-stderr
+		s.rep.Stdout, s.rep.Stderr = wait(stdout, 5*time.Second), wait(stderr, 5*time.Second)
 		s.finish()
 		return nil
 	}
@@ -299,9 +301,14 @@ func (s *shim) run(consoleDir, stdin, execFile string, preserve, leak bool) erro
 	}
 	inW.Close()
 	s.rep.Exit = s.reap(s.rep.Pid)
-	s.rep.Stdout, s.rep.Stderr = wait(stdout, time.Second), <-stderr
+	// As the shim does once the container's process has exited (it does when the pid
+	// namespace is not the container's own: here always, a no-op otherwise): what is left
+	// of the container goes, and is reaped here. Its output ends only then.
+	s.rep.KillAll, _ = s.plain("kill", "--all", s.id, "9")
+	s.rep.KilledByKillAll = s.reapChildren(5 * time.Second)
+	s.rep.Stdout, s.rep.Stderr = wait(stdout, time.Second), wait(stderr, 5*time.Second)
 	if fd3 != nil {
-		s.rep.Fd3 = <-fd3
+		s.rep.Fd3 = wait(fd3, 5*time.Second)
 	}
 	s.finish()
 	return nil
@@ -347,7 +354,7 @@ func (s *shim) exec(processFile string) *Exec {
 
 // finish runs what the shim runs once the container's process is gone, and reaps strays.
 // After a failed create only the log is read, as the shim reads it for the error (its
-// last line is create's).
+// last line is create's). kill --all ran already, once the container's process was reaped.
 func (s *shim) finish() {
 	if s.rep.Create == 0 {
 		var out string
@@ -356,22 +363,34 @@ func (s *shim) finish() {
 		if json.Unmarshal([]byte(out), &st) == nil {
 			s.rep.State = st.Status
 		}
-		s.rep.KillAll, _ = s.plain("kill", "--all", s.id, "9")
 		s.rep.Delete, _ = s.plain("delete", s.id)
 	}
 	b, _ := os.ReadFile(s.log)
 	s.rep.Log = string(b)
-	s.rep.Strays = []string{}
+	s.rep.Strays = s.reapChildren(0)
+}
+
+// reapChildren reaps the shim's children as "pid status" until it has none left, waiting
+// for them at most d (0: only those already gone).
+func (s *shim) reapChildren(d time.Duration) []string {
+	out := []string{}
+	deadline := time.Now().Add(d)
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if err == unix.EINTR {
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil: // ECHILD: none left
+			return out
+		case pid > 0:
+			out = append(out, fmt.Sprintf("%d %d", pid, status(ws)))
 			continue
 		}
-		if err != nil || pid <= 0 {
-			break
+		if time.Now().After(deadline) {
+			return out
 		}
-		s.rep.Strays = append(s.rep.Strays, fmt.Sprintf("%d %d", pid, status(ws)))
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
