@@ -25,7 +25,8 @@ import (
 // kerr-runc as a Kubernetes RuntimeClass handler: containerd's CRI plugin with a runtime
 // `kerr` of type io.containerd.runc.v2 whose BinaryName is kerr-runc (docs/runtimes.md's
 // configuration), driven with crictl as the kubelet would: a pod sandbox, a container in it
-// that shares the sandbox's pid namespace (the CRI default), logs, exec, stop, removal.
+// that shares the sandbox's pid namespace (the CRI default), logs, exec, update, stop,
+// removal.
 // Offline: the sandbox ("pause") image is the busybox fixture sleeping, the pod uses the
 // host's network (no CNI), and containerd may not lower oom_score_adj
 // (restrict_oom_score_adj: the sandbox would ask for -998). crictl is built from
@@ -190,6 +191,15 @@ func TestContainerdCRI(t *testing.T) {
 		}
 		if r := cri("exec", "--sync", cid, "sh", "-c", "echo in-exec; cat /proc/self/oom_score_adj"); r.Code != 0 || !strings.HasPrefix(r.Stdout, "in-exec\n") || strings.HasPrefix(r.Stdout, "in-exec\n-") {
 			t.Errorf("%s: crictl exec --sync (want in-exec and no negative oom_score_adj): stdout %q\n%s", handler, r.Stdout, r)
+		}
+		// update goes through the shim to `kerr-runc update --resources - ID`.
+		cri("update", "--memory", "67108864", cid).OK(t)
+		limit := filepath.Join("/sys/fs/cgroup/memory", c.cgroup, cid, "memory.limit_in_bytes")
+		if _, err := os.Stat("/sys/fs/cgroup/memory"); err != nil { // cgroup v2 alone
+			limit = filepath.Join("/sys/fs/cgroup", c.cgroup, cid, "memory.max")
+		}
+		if b, err := os.ReadFile(limit); err != nil || strings.TrimSpace(string(b)) != "67108864" {
+			t.Errorf("%s: after crictl update --memory 67108864 the cgroup's limit is %q (%v)", handler, b, err)
 		}
 		cri("stop", "--timeout", "20", cid).OK(t)
 		var st struct {
