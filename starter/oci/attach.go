@@ -466,11 +466,7 @@ func (e Engine) runMonitored(id string, cfg *ocicfg.Config) error {
 	if errors.Is(err, errDetached) {
 		return nil
 	}
-	ans, werr := controlCall(s.ControlSocket, controlRequest{Op: "wait"})
-	code := -1
-	if werr == nil {
-		werr = json.Unmarshal(ans["exitStatus"], &code)
-	}
+	code, werr := exitStatusOf(cfg.Root, id, s.ControlSocket)
 	if derr := remove(); derr != nil {
 		return derr
 	}
@@ -484,6 +480,38 @@ func (e Engine) runMonitored(id string, cfg *ocicfg.Config) error {
 		return ExitStatus(code)
 	}
 	return nil
+}
+
+// exitStatusOf is a monitored container's exit status once its output has ended: the
+// monitor records it in the state before it closes the output, so the state has it; the
+// control socket's wait answers it otherwise (the output ended early: a detached process
+// held it), and the state again if the monitor has gone meanwhile.
+func exitStatusOf(root, id, controlSocket string) (int, error) {
+	recorded := func() (int, bool) {
+		d, s, err := openState(root, id, lockShared)
+		if err != nil {
+			return 0, false
+		}
+		d.close()
+		if s.ExitStatus == nil {
+			return 0, false
+		}
+		return *s.ExitStatus, true
+	}
+	if code, ok := recorded(); ok {
+		return code, nil
+	}
+	ans, err := controlCall(controlSocket, controlRequest{Op: "wait"})
+	if err == nil {
+		code := -1
+		if err = json.Unmarshal(ans["exitStatus"], &code); err == nil {
+			return code, nil
+		}
+	}
+	if code, ok := recorded(); ok {
+		return code, nil
+	}
+	return -1, err
 }
 
 // outputSplitter turns chunks of one stream's output into log records: whole lines as
