@@ -90,6 +90,7 @@ func hpcFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "net", Aliases: []string{"n"}, Usage: "a new network namespace (the policy must allow it)"},
 		&cli.StringSliceFlag{Name: "security", Usage: "`SPEC` is seccomp:PROFILE: also apply the seccomp profile (runtime-spec JSON) in file PROFILE"},
 		&cli.StringSliceFlag{Name: "no-mount", Usage: "leave out `MOUNT`: proc, sys, dev, devpts, home, tmp, cwd, hostfs, or a system bind's path"},
+		&cli.StringSliceFlag{Name: "add-caps", Usage: "keep `CAPS` (comma list: net_raw or CAP_NET_RAW) in the payload; the admin must grant them to you (capabilities.grant)"},
 		&cli.BoolFlag{Name: "userns", Aliases: []string{"u"}, Usage: "run without setuid, in a user namespace (the policy must allow it; chosen by itself when setuid is off or not installed)"},
 	}
 }
@@ -373,6 +374,18 @@ func hpcRequest(c *cli.Context, action string) (*native.Config, *policy.Request,
 		}
 		cfg.NoMount = append(cfg.NoMount, m)
 	}
+	for _, v := range c.StringSlice("add-caps") {
+		for _, cp := range strings.Split(v, ",") {
+			cp = strings.ToUpper(strings.TrimSpace(cp))
+			if cp == "" {
+				continue
+			}
+			if !strings.HasPrefix(cp, "CAP_") {
+				cp = "CAP_" + cp
+			}
+			cfg.AddCaps = append(cfg.AddCaps, cp)
+		}
+	}
 	var flagEnv []string
 	for _, v := range listValues(c, "env") {
 		kvs, err := hpcenv.SplitFlag(v)
@@ -435,6 +448,7 @@ func hpcRequest(c *cli.Context, action string) (*native.Config, *policy.Request,
 	}
 	if req != nil {
 		req.Namespaces = cfg.Namespaces
+		req.Capabilities = cfg.AddCaps
 		if req.Caller, err = lookupCaller(""); err != nil {
 			return nil, nil, nil, err
 		}

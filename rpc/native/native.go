@@ -92,6 +92,9 @@ type Config struct {
 	NoMount []string `json:"noMount,omitempty"`
 	// Instance is the instance name for ActionInstance.
 	Instance string `json:"instance,omitempty"`
+	// AddCaps: capabilities the caller asks to keep (--add-caps), CAP_* names; the policy's
+	// capabilities.grant must give them to the caller (root may ask for any).
+	AddCaps []string `json:"addCaps,omitempty"`
 	// UserNS: the frontend chose the unprivileged starter and a user namespace (--userns, or
 	// the policy's setuid off). The starter goes by what it finds itself (setuid or not).
 	UserNS bool `json:"userns,omitempty"`
@@ -133,8 +136,8 @@ func (c *Config) Validate() error {
 		if err := ValidInstanceName(name); err != nil {
 			return err
 		}
-		if c.Action == ActionInstance || len(c.Binds) > 0 || c.HomeSource != "" || c.Overlay != "" || len(c.Namespaces) > 0 || c.WritableTmpfs {
-			return fmt.Errorf("instance://%s: binds, home, overlay, namespaces and --writable-tmpfs are the instance's, given at instance start", name)
+		if c.Action == ActionInstance || len(c.Binds) > 0 || c.HomeSource != "" || c.Overlay != "" || len(c.Namespaces) > 0 || c.WritableTmpfs || len(c.AddCaps) > 0 {
+			return fmt.Errorf("instance://%s: binds, home, overlay, namespaces, capabilities and --writable-tmpfs are the instance's, given at instance start", name)
 		}
 	} else if err := absClean("image", c.Image); err != nil {
 		return err
@@ -207,6 +210,15 @@ func (c *Config) Validate() error {
 		if err := absClean("seccomp profile", c.Seccomp); err != nil {
 			return err
 		}
+	}
+	for _, cp := range c.AddCaps {
+		name, ok := strings.CutPrefix(cp, "CAP_")
+		if !ok || name == "" || strings.Trim(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") != "" {
+			return fmt.Errorf("capability %q is not a CAP_ name", cp)
+		}
+	}
+	if len(c.AddCaps) > 64 {
+		return fmt.Errorf("too many capabilities")
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/moby/sys/capability"
@@ -108,9 +109,6 @@ func (c *container) dropPrivileges() error {
 		return fmt.Errorf("capabilities: %w", err)
 	}
 	keep := capsByName(c.plan.Capabilities)
-	if u.UID != 0 {
-		keep = nil
-	}
 	caps.Clear(capability.BOUNDING)
 	caps.Set(capability.BOUNDING, keep...)
 	if err := caps.Apply(capability.BOUNDING); err != nil {
@@ -127,6 +125,13 @@ func (c *container) dropPrivileges() error {
 			return fmt.Errorf("setgroups: %w", err)
 		}
 	}
+	// Capabilities the policy granted survive the change of uid (PR_SET_KEEPCAPS), then
+	// become the payload's, ambient so that they survive its execve as a non-root user.
+	if len(keep) > 0 && u.UID != 0 {
+		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_SET_KEEPCAPS): %w", err)
+		}
+	}
 	if err := unix.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
 		return fmt.Errorf("setresgid %d: %w", u.GID, err)
 	}
@@ -135,34 +140,39 @@ func (c *container) dropPrivileges() error {
 	if err := unix.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
 		return fmt.Errorf("setresuid %d: %w", u.UID, err)
 	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_KEEPCAPS): %w", err)
+	}
 	r, e, s := unix.Getresuid()
 	if r != int(u.UID) || e != int(u.UID) || s != int(u.UID) {
 		return fmt.Errorf("ids after the drop are %d/%d/%d, want %d", r, e, s, u.UID)
 	}
-	if u.UID != 0 {
-		// From root the uid change has cleared them; in a user namespace the uid did not
-		// change (the caller is mapped to themselves), so they are cleared here.
-		caps.Clear(capability.CAPS | capability.AMBIENT)
-		if err := caps.Apply(capability.CAPS); err != nil {
-			return fmt.Errorf("capabilities: %w", err)
-		}
-		if err := capability.ResetAmbient(); err != nil && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("capabilities: ambient set: %w", err)
-		}
-		if err := caps.Load(); err != nil {
-			return fmt.Errorf("capabilities: %w", err)
-		}
-		for _, which := range []capability.CapType{capability.EFFECTIVE, capability.PERMITTED, capability.INHERITABLE, capability.AMBIENT} {
-			if !caps.Empty(which) {
-				return fmt.Errorf("capabilities left after the drop: %s", caps.StringCap(which))
-			}
-		}
-		return nil
-	}
+	// Exactly the kept ones: from root the uid change has cleared the rest; in a user
+	// namespace the uid did not change (the caller is mapped to themselves).
 	caps.Clear(capability.CAPS | capability.AMBIENT)
-	caps.Set(capability.EFFECTIVE|capability.PERMITTED, keep...)
+	caps.Set(capability.EFFECTIVE|capability.PERMITTED|capability.INHERITABLE, keep...)
 	if err := caps.Apply(capability.CAPS); err != nil {
 		return fmt.Errorf("capabilities: %w", err)
+	}
+	if err := capability.ResetAmbient(); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("capabilities: ambient set: %w", err)
+	}
+	if u.UID != 0 {
+		for _, k := range keep {
+			if err := capability.SetAmbient(true, k); err != nil {
+				return fmt.Errorf("capabilities: ambient %s: %w", k, err)
+			}
+		}
+	}
+	if err := caps.Load(); err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	for _, which := range []capability.CapType{capability.EFFECTIVE, capability.PERMITTED, capability.BOUNDING} {
+		for _, cp := range capability.ListKnown() {
+			if caps.Get(which, cp) && !slices.Contains(keep, cp) {
+				return fmt.Errorf("capability %s left after the drop", cp)
+			}
+		}
 	}
 	return nil
 }

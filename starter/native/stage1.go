@@ -100,9 +100,6 @@ func (b *planBuilder) build(e Engine) error {
 		NoNewPrivs: pol.Security.NoNewPrivs || c.UID != 0,
 	}
 	b.plan = p
-	if pol.Mounts.Hostfs {
-		p.Warnings = append(p.Warnings, "mounts.hostfs is set in the policy, but kerr does not bind host filesystems yet: ignored")
-	}
 	if p.SessionSize, err = policy.ParseSize(pol.Mounts.SessionSize); err != nil {
 		return err
 	}
@@ -163,6 +160,7 @@ func (b *planBuilder) build(e Engine) error {
 		p.Namespaces = append(p.Namespaces, rpcnative.NamespaceUTS)
 	}
 	preq.Namespaces = p.Namespaces
+	preq.Capabilities = req.AddCaps
 	dec, err := pol.Decide(preq)
 	if err != nil {
 		return err
@@ -173,6 +171,9 @@ func (b *planBuilder) build(e Engine) error {
 		if err := b.overlayDir(req.Overlay); err != nil {
 			return err
 		}
+	}
+	if pol.Mounts.Hostfs && !slices.Contains(req.NoMount, "hostfs") {
+		b.hostfs()
 	}
 	if err := b.standardMounts(); err != nil {
 		return err
@@ -515,6 +516,58 @@ func (b *planBuilder) standardMounts() error {
 		}
 	}
 	return nil
+}
+
+// hostfs adds a bind of every host filesystem's mount point (mounts.hostfs), as the caller
+// can reach it, except the kernel's own trees (/proc, /sys, /dev, /run) and the root, and
+// what the policy's deny list covers. Those the caller cannot reach are left out.
+func (b *planBuilder) hostfs() {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		b.plan.Warnings = append(b.plan.Warnings, fmt.Sprintf("mounts.hostfs: %v", err))
+		return
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(f[4])
+		if mp == "/" || seen[mp] || !filepath.IsAbs(mp) ||
+			slices.ContainsFunc([]string{"/proc", "/sys", "/dev", "/run"}, func(d string) bool { return under(mp, d) }) {
+			continue
+		}
+		seen[mp] = true
+		if b.cwdDenied(mp) || len(b.files) >= maxPlanFiles {
+			continue
+		}
+		if _, err := b.openBind(mp, mp, false, "hostfs"); err != nil {
+			continue
+		}
+	}
+}
+
+// maxPlanFiles keeps room for the caller's own binds under the starter's limit of fds.
+const maxPlanFiles = 48
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space, ...).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var out strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				out.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		out.WriteByte(s[i])
+	}
+	return out.String()
 }
 
 // cwdDenied says whether the admin's deny list covers the current directory: it is then
