@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -156,7 +157,7 @@ func instanceStart(c *cli.Context) error {
 		return fmt.Errorf("instance %s: its process %d: %w", cfg.Instance, pid, err)
 	}
 	ns := append([]string{"mnt"}, cfg.Namespaces...)
-	if !containsString(ns, native.NamespacePID) {
+	if !slices.Contains(ns, native.NamespacePID) {
 		ns = append(ns, native.NamespacePID)
 	}
 	rec := native.Instance{Name: cfg.Instance, Image: cfg.Image, PID: pid, StartTime: start, UID: os.Getuid(),
@@ -178,15 +179,6 @@ func instanceStart(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "instance %s started (pid %d)\n", cfg.Instance, pid)
 	}
 	return nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // runInstanceStarter runs the starter for an instance and returns the instance's process:
@@ -294,7 +286,7 @@ func forget(dir, name string) {
 }
 
 func instanceList(c *cli.Context) error {
-	if err := needMaxArgs(c, 1, "[NAME]"); err != nil {
+	if err := needArgs(c, 0, 1, "[NAME]"); err != nil {
 		return err
 	}
 	dir, err := instanceDir()
@@ -333,13 +325,6 @@ func instanceList(c *cli.Context) error {
 		fmt.Fprintf(w, "%s\t%d\t%s\n", r.Name, r.PID, r.Image)
 	}
 	return w.Flush()
-}
-
-func needMaxArgs(c *cli.Context, max int, usage string) error {
-	if c.NArg() > max {
-		return fmt.Errorf("usage: %s %s: %w", c.Command.HelpName, usage, errdefs.ErrUsage)
-	}
-	return nil
 }
 
 func instanceStop(c *cli.Context) error {
