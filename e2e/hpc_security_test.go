@@ -99,7 +99,8 @@ func gcc(t *testing.T, src, out string, flags ...string) {
 }
 
 // A config crafted by hand cannot say who runs the payload or with what privileges: the
-// request has no field for a uid, a user or capabilities, and stage 1 refuses unknown fields
+// request has no field for a uid or a user, its one for capabilities is the policy's to
+// grant, and stage 1 refuses unknown fields
 // (exit 253) before it looks at anything; a valid config always runs as the caller, without
 // capabilities. Binds the policy denies stay denied whatever path leads to them.
 func TestHPCSecCraftedConfigs(t *testing.T) {
@@ -110,11 +111,14 @@ func TestHPCSecCraftedConfigs(t *testing.T) {
 
 	// No field names a uid, a user or a privilege; none is ignored either.
 	for _, field := range []string{`"uid":0`, `"gid":0`, `"caller":{"uid":0}`, `"user":"root"`, `"UID":0`,
-		`"capabilities":["CAP_SYS_ADMIN"]`, `"addCaps":["CAP_SYS_ADMIN"]`, `"keepPrivs":true`, `"privileged":true`,
+		`"capabilities":["CAP_SYS_ADMIN"]`, `"keepPrivs":true`, `"privileged":true`,
 		`"noNewPrivs":false`, `"plan":{}`, `"policy":"/dev/null"`, `"kernelSquashfs":true`} {
 		r := crafted(t, s, nil, "field "+field, "{"+base+","+field+"}")
 		wantRefused(t, r, 253, "unknown field")
 	}
+	// The one field that asks for capabilities (--add-caps) gets only what the policy grants:
+	// none by default.
+	wantRefused(t, crafted(t, s, nil, "addCaps", "{"+base+`,"addCaps":["CAP_SYS_ADMIN"]}`), 5, "capabilities.grant")
 	// Nor inside a bind, nor twice with a second meaning.
 	wantRefused(t, crafted(t, s, nil, "bind field",
 		`{`+base+`,"binds":[{"source":"/tmp","dest":"/x","uid":0}]}`), 253, "unknown field")
