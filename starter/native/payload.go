@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,6 +41,10 @@ func loopbackUp() error {
 func (c *container) exec() error {
 	p := c.plan
 	filters, err := c.compileSeccomp()
+	if c.cacheFD >= 0 {
+		unix.Close(c.cacheFD)
+		c.cacheFD = -1
+	}
 	if err != nil {
 		return err
 	}
@@ -84,8 +89,13 @@ func (c *container) compileSeccomp() ([]*seccomp.Filter, error) {
 		return nil
 	}
 	if len(c.plan.Seccomp) > 0 {
-		if err := add(c.plan.SeccompPath+" (security.seccomp_profile)", c.plan.Seccomp); err != nil {
-			return nil, err
+		if f := c.cachedFilter(c.plan.Seccomp); f != nil {
+			out = append(out, f)
+		} else {
+			if err := add(c.plan.SeccompPath+" (security.seccomp_profile)", c.plan.Seccomp); err != nil {
+				return nil, err
+			}
+			c.cacheFilter(c.plan.Seccomp, out[len(out)-1])
 		}
 	}
 	if len(c.plan.UserSeccomp) > 0 {
@@ -94,6 +104,108 @@ func (c *container) compileSeccomp() ([]*seccomp.Filter, error) {
 		}
 	}
 	return out, nil
+}
+
+// The policy's profile, compiled, is kept in a directory only root writes, by a key of its
+// bytes, libseccomp's version and the architecture: compiling it is a third of a start.
+const maxCachedFilter = 64 << 10
+
+// cacheDir is where compiled profiles are kept; stage 2 has the host's view until pivot,
+// and compiles before it (see build).
+func (c *container) cacheDir() string {
+	return filepath.Join(filepath.Dir(filepath.Dir(c.sessionDir)), "seccomp")
+}
+
+// cachedFilter returns the compiled profile if root has kept it, else nil. Only a regular,
+// root-owned file that no one else may write is read.
+func (c *container) cachedFilter(profile []byte) *seccomp.Filter {
+	if c.cache == nil {
+		return nil
+	}
+	key := seccomp.CacheKey(profile)
+	b, ok := c.cache[key]
+	if !ok {
+		return nil
+	}
+	f, err := seccomp.UnmarshalFilter(b)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// loadFilterCache reads the kept compiled profile of this plan's profile, before pivot.
+func (c *container) loadFilterCache() {
+	if len(c.plan.Seccomp) == 0 {
+		return
+	}
+	key := seccomp.CacheKey(c.plan.Seccomp)
+	if key == "" {
+		return
+	}
+	fd, err := unix.Open(filepath.Join(c.cacheDir(), key), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), key)
+	defer f.Close()
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Uid != 0 || st.Mode&0o022 != 0 || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > maxCachedFilter {
+		return
+	}
+	b := make([]byte, st.Size)
+	if n, err := io.ReadFull(f, b); err != nil || n != len(b) {
+		return
+	}
+	c.cache = map[string][]byte{key: b}
+}
+
+// cacheFilter keeps a compiled profile for the next start: root only (not in a user
+// namespace), written to a temporary name and renamed. Best effort: a failure costs the
+// next start the compile, nothing else. It runs after pivot_root, so the directory was
+// opened before (cacheFD).
+func (c *container) cacheFilter(profile []byte, f *seccomp.Filter) {
+	if c.cacheFD < 0 {
+		return
+	}
+	b, err := f.MarshalBinary()
+	if err != nil || len(b) > maxCachedFilter {
+		return
+	}
+	key := seccomp.CacheKey(profile)
+	tmp := "." + key + ".tmp"
+	fd, err := unix.Openat(c.cacheFD, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return
+	}
+	_, werr := unix.Write(fd, b)
+	cerr := unix.Close(fd)
+	if werr != nil || cerr != nil || unix.Renameat(c.cacheFD, tmp, c.cacheFD, key) != nil {
+		_ = unix.Unlinkat(c.cacheFD, tmp, 0)
+	}
+}
+
+// openFilterCache opens (making it) the cache directory for cacheFilter, as root, before
+// pivot_root; in a user namespace nothing is kept.
+func (c *container) openFilterCache() {
+	c.cacheFD = -1
+	if c.plan.UserNS || len(c.plan.Seccomp) == 0 || c.cache != nil {
+		return
+	}
+	dir := c.cacheDir()
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Uid != 0 || st.Mode&0o022 != 0 {
+		unix.Close(fd)
+		return
+	}
+	c.cacheFD = fd
 }
 
 // dropPrivileges becomes the caller for good: groups, gid, uid, and no capabilities at all

@@ -38,11 +38,13 @@ func (e Engine) stage2(env *envelope.Envelope) error {
 	for _, w := range p.Warnings {
 		fmt.Fprintf(os.Stderr, "WARNING: %s\n", w)
 	}
-	c := &container{plan: p, files: files, readyFD: e.ReadyFD, sessionDir: filepath.Join(e.LocalstateDir, "lib", "kerr", "mnt", "session")}
+	c := &container{plan: p, files: files, readyFD: e.ReadyFD, cacheFD: -1, sessionDir: filepath.Join(e.LocalstateDir, "lib", "kerr", "mnt", "session")}
 	if (p.Join != nil) != e.Joined {
 		return fmt.Errorf("%w: the plan and stage 0 disagree on joining an instance", envelope.ErrInvalid)
 	}
 	if p.Join == nil {
+		c.loadFilterCache()
+		c.openFilterCache()
 		if err := c.build(); err != nil {
 			return err
 		}
@@ -59,6 +61,10 @@ type container struct {
 	rootPath   string
 	// readyFD: an instance's stage 2 says here that it is about to exec (-1 otherwise).
 	readyFD int
+	// The compiled seccomp profile kept from an earlier start (cache), and the directory to
+	// keep this one in (cacheFD, -1 for none): see payload.go.
+	cache   map[string][]byte
+	cacheFD int
 }
 
 // ready tells C that the instance is up: its startscript is exec'd next.

@@ -33,3 +33,12 @@ func Load(s *specs.LinuxSeccomp) error {
 	_, err := Compile(s)
 	return err
 }
+
+// CacheKey, MarshalBinary and UnmarshalFilter need libseccomp's build (see cache_linux.go).
+func CacheKey(profile []byte) string { return "" }
+
+// MarshalBinary: see cache_linux.go; this build has no program.
+func (f *Filter) MarshalBinary() ([]byte, error) { return nil, ErrUnavailable }
+
+// UnmarshalFilter: see cache_linux.go.
+func UnmarshalFilter(b []byte) (*Filter, error) { return nil, ErrUnavailable }
