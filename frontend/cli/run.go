@@ -51,7 +51,8 @@ ls -l' runs ls -l); a '--' right after IMAGE is dropped. IMAGE is a SIF file or 
 directory, or instance://NAME to run in a running instance of yours ('kerr instance').
 Relative paths in IMAGE, --bind
 sources, --home, --overlay, --pwd, --env-file and seccomp profiles are taken from the
-current directory. --bind and --no-mount repeat or take comma lists; --env repeats, and
+current directory. --bind and --no-mount repeat or take comma lists; binds may also come
+from KERR_BIND (or APPTAINER_BIND, SINGULARITY_BINDPATH, ...), before --bind's; --env repeats, and
 '--env A=1,B=2' sets two variables (a comma followed by something that is not NAME= stays in
 the value).
 
@@ -304,7 +305,7 @@ func hpcRequest(c *cli.Context, action string) (*native.Config, *policy.Request,
 
 	// Flags first, so that a usage error is reported before a missing file.
 	var bindSpecs []string
-	for _, spec := range listValues(c, "bind") {
+	for _, spec := range append(envBinds(), listValues(c, "bind")...) {
 		b, err := parseHPCBind(spec, abs)
 		if err != nil {
 			return nil, nil, nil, err
@@ -472,6 +473,28 @@ func hpcRequest(c *cli.Context, action string) (*native.Config, *policy.Request,
 		return nil, nil, nil, fmt.Errorf("%v: %w", err, errdefs.ErrUsage)
 	}
 	return cfg, req, res.Warnings, nil
+}
+
+// bindEnvVars are the variables job scripts set for binds, as Singularity and Apptainer
+// read them (comma lists of SRC[:DST[:ro|rw]]); kerr's first. Their binds come before -B's.
+var bindEnvVars = []string{"KERR_BIND", "APPTAINER_BIND", "APPTAINER_BINDPATH", "SINGULARITY_BIND", "SINGULARITY_BINDPATH"}
+
+// envBinds lists the bind specs of the first of bindEnvVars that is set and not empty.
+func envBinds() []string {
+	for _, name := range bindEnvVars {
+		v := strings.TrimSpace(os.Getenv(name))
+		if v == "" {
+			continue
+		}
+		var out []string
+		for _, spec := range strings.Split(v, ",") {
+			if spec = strings.TrimSpace(spec); spec != "" {
+				out = append(out, spec)
+			}
+		}
+		return out
+	}
+	return nil
 }
 
 // parseHPCBind reads SRC[:DST[:ro|rw]]: SRC made absolute with abs, DST absolute (default

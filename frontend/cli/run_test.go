@@ -345,3 +345,33 @@ func TestHPCInterruptedBeforeTheExec(t *testing.T) {
 		t.Errorf("runApp = %v; want interrupted", err)
 	}
 }
+
+// Job scripts written for Singularity and Apptainer set their binds in the environment:
+// those come first, then -B's; KERR_BIND wins over the others.
+func TestHPCBindsFromTheEnvironment(t *testing.T) {
+	dir := sandbox(t)
+	for _, d := range []string{"data", "scratch", "cli"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("SINGULARITY_BINDPATH", "data:/d:ro, scratch")
+	cfg := hpcOK(t, "exec", "-B", "cli", "img", "true")
+	want := []native.Bind{
+		{Source: filepath.Join(dir, "data"), Dest: "/d", ReadOnly: true},
+		{Source: filepath.Join(dir, "scratch"), Dest: filepath.Join(dir, "scratch")},
+		{Source: filepath.Join(dir, "cli"), Dest: filepath.Join(dir, "cli")},
+	}
+	if !slices.Equal(cfg.Binds, want) {
+		t.Errorf("binds\n got %+v\nwant %+v", cfg.Binds, want)
+	}
+	t.Setenv("KERR_BIND", "cli:/c")
+	cfg = hpcOK(t, "exec", "img", "true")
+	if want := []native.Bind{{Source: filepath.Join(dir, "cli"), Dest: "/c"}}; !slices.Equal(cfg.Binds, want) {
+		t.Errorf("KERR_BIND over SINGULARITY_BINDPATH: %+v", cfg.Binds)
+	}
+	t.Setenv("KERR_BIND", "cli:relative")
+	if _, err := hpc(t, "exec", "img", "true"); errdefs.ExitCode(err) != errdefs.ExitUsage {
+		t.Errorf("a bad bind in KERR_BIND: %v", err)
+	}
+}
