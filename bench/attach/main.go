@@ -186,7 +186,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("busybox is needed (Debian: busybox-static): %w", err)
 	}
-	if err := checkStatic(busybox); err != nil {
+	if err := harness.CheckStatic(busybox); err != nil {
 		return false, err
 	}
 	repo, err := harness.RepoRoot()
@@ -209,7 +209,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if c.work, err = filepath.Abs(c.work); err != nil {
 		return false, err
 	}
-	if err := checkScratch(c.work); err != nil {
+	if err := harness.CheckScratch(c.work); err != nil {
 		return false, err
 	}
 	kerr, err := install(ctx, repo, c.work, c.prefix)

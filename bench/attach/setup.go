@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,23 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/kerr-hpc/kerr/bench/internal/harness"
 )
-
-// checkScratch refuses a scratch directory that someone else could change under root.
-func checkScratch(dir string) error {
-	info, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !info.IsDir() || !ok || st.Uid != 0 || info.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("scratch dir %s must be a directory owned by root and writable only by it", dir)
-	}
-	return nil
-}
 
 // install returns PREFIX/bin/kerr: that of -prefix, or of kerr configured and installed
 // into the scratch dir (the starter's path is fixed at build time, so the oci commands
@@ -123,19 +108,4 @@ func editSpec(spec []byte, args []string) ([]byte, error) {
 	p["terminal"] = false
 	p["args"] = args
 	return json.MarshalIndent(c, "", "\t")
-}
-
-// checkStatic refuses a busybox that needs a dynamic loader: the rootfs has no libraries.
-func checkStatic(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked: install busybox-static", path)
-		}
-	}
-	return nil
 }

@@ -55,7 +55,7 @@ func main() {
 		os.Exit(1)
 	}
 	if os.Getenv(nsEnv) == "" {
-		reexecInNamespace() // does not return
+		harness.ReexecInNamespace(nsEnv, "bench/hpc") // does not return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	failed, err := run(ctx, c)

@@ -21,7 +21,7 @@ import (
 // run sets up, measures, cleans up and reports. failed says that a variant failed or
 // something was left behind (the report says what) although the benchmark ran.
 func run(ctx context.Context, c config) (failed bool, err error) {
-	nsInfo, err := inNamespace()
+	nsInfo, err := harness.PrepareNamespace()
 	if err != nil {
 		return false, err
 	}
@@ -37,7 +37,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("busybox is needed (Debian: busybox-static): %w", err)
 	}
-	if err := checkStatic(busybox); err != nil {
+	if err := harness.CheckStatic(busybox); err != nil {
 		return false, err
 	}
 	root, err := harness.RepoRoot()
@@ -52,7 +52,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 			return false, err
 		}
 		if !c.keep {
-			defer removeUnmounted(c.work)
+			defer harness.RemoveUnmounted(c.work)
 		}
 	} else if err := os.MkdirAll(c.work, 0o755); err != nil {
 		return false, err
@@ -64,7 +64,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if err := os.Chmod(c.work, 0o755); err != nil {
 		return false, err
 	}
-	if err := checkScratch(c.work); err != nil {
+	if err := harness.CheckScratch(c.work); err != nil {
 		return false, err
 	}
 	for _, d := range []string{os.TempDir(), "/tmp", "/var/tmp"} {
@@ -91,7 +91,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 		}
 	}
 	if !c.keep {
-		defer removeUnmounted(runDir)
+		defer harness.RemoveUnmounted(runDir)
 	}
 	rep := newReport(c)
 	rep.Kerr, rep.Namespace, rep.LoadBefore = source, nsInfo, loadBefore
@@ -232,19 +232,6 @@ func (b *bench) check(ctx context.Context, kerr, rootSIF, userSIF string) error 
 // images through the scratch directory) and, here, not mounted nosuid.
 const defaultWorkParent = "/var/lib"
 
-// checkScratch refuses a scratch directory that someone else could change under root.
-func checkScratch(dir string) error {
-	info, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !info.IsDir() || !ok || st.Uid != 0 || info.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("scratch dir %s must be a directory owned by root and writable only by it", dir)
-	}
-	return nil
-}
-
 // cleaner undoes the setup, once, and records in the report whatever the run left
 // behind: containers in the runtimes' roots, their cgroups, processes of the account,
 // loop devices of the images, mounts under the scratch directory, files of the account in
@@ -289,7 +276,7 @@ func (cl *cleaner) run() {
 		}
 	}
 	if cl.idPrefix != "" {
-		for _, cg := range leftoverCgroups(cl.idPrefix) {
+		for _, cg := range harness.LeftoverCgroups(cl.idPrefix) {
 			cl.leak("cgroup %s was left; removing it", cg)
 			if err := os.Remove(cg); err != nil {
 				harness.Logf("cleaning up: %v", err)
@@ -327,7 +314,7 @@ func (cl *cleaner) run() {
 			harness.Logf("cleaning up: losetup -d /dev/%s: %v: %s", dev, err, out)
 		}
 	}
-	for _, m := range mountsUnder(cl.work) {
+	for _, m := range harness.MountsUnder(cl.work) {
 		cl.leak("%s is still mounted; detaching it", m)
 		_ = syscall.Unmount(m, syscall.MNT_DETACH)
 	}
@@ -349,62 +336,4 @@ func (cl *cleaner) run() {
 			harness.Logf("cleaning up: %v", err)
 		}
 	}
-}
-
-// mountsUnder lists the mount points at or under dir in this mount namespace, innermost
-// (latest) first.
-func mountsUnder(dir string) []string {
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for line := range strings.SplitSeq(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			out = append([]string{f[4]}, out...)
-		}
-	}
-	return out
-}
-
-// removeUnmounted removes dir unless something is still mounted under it (removing would
-// reach into the mount).
-func removeUnmounted(dir string) {
-	if ms := mountsUnder(dir); len(ms) > 0 {
-		harness.Logf("not removing %s: %s is still mounted", dir, ms[0])
-		return
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		harness.Logf("removing %s: %v", dir, err)
-	}
-}
-
-// leftoverCgroups lists the cgroup directories, two levels deep in each hierarchy (runc's
-// and crun's /ID), whose name starts with prefix: cgroups of this run's containers that a
-// run left.
-func leftoverCgroups(prefix string) []string {
-	var out []string
-	hiers, _ := os.ReadDir("/sys/fs/cgroup")
-	for _, h := range hiers {
-		base := filepath.Join("/sys/fs/cgroup", h.Name())
-		var st unix.Statfs_t
-		if unix.Statfs(base, &st) != nil || (st.Type != unix.CGROUP_SUPER_MAGIC && st.Type != unix.CGROUP2_SUPER_MAGIC) {
-			continue // not a cgroup hierarchy: the tmpfs on unified
-		}
-		_ = filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || !d.IsDir() {
-				return nil
-			}
-			rel, _ := filepath.Rel(base, p)
-			if strings.HasPrefix(d.Name(), prefix) {
-				out = append(out, p)
-				return fs.SkipDir
-			}
-			if rel != "." && strings.Count(rel, "/") >= 1 {
-				return fs.SkipDir
-			}
-			return nil
-		})
-	}
-	return out
 }

@@ -2,86 +2,22 @@ package main
 
 import (
 	"context"
-	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/kerr-hpc/kerr/bench/internal/harness"
 )
 
 // nsEnv marks the benchmark re-executed in its own mount namespace.
 const nsEnv = "KERR_BENCH_HPC_NS"
-
-// unified is the cgroup v2 hierarchy of a hybrid host, which crun 1.8 refuses ("cgroups in
-// hybrid mode not supported"). As bench/lifecycle does, the benchmark re-executes itself
-// in a private mount namespace and there replaces it by an empty tmpfs; every variant runs
-// in that namespace (kerr exec makes a mount namespace of its own from it, and touches no
-// cgroup).
-const unified = "/sys/fs/cgroup/unified"
-
-// reexecInNamespace runs this program again in a new mount namespace whose mounts are
-// private (Go makes / rprivate in the child when Unshareflags has CLONE_NEWNS), passes
-// INT and TERM on and exits with its status. Nothing the child mounts or unmounts reaches
-// the host, and what it leaves mounted goes with the namespace.
-func reexecInNamespace() {
-	self, err := os.Executable()
-	if err == nil {
-		cmd := exec.Command(self, os.Args[1:]...)
-		cmd.Env = append(os.Environ(), nsEnv+"=1")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-		if err = cmd.Start(); err == nil {
-			ch := make(chan os.Signal, 4)
-			signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-			go func() {
-				for s := range ch {
-					_ = cmd.Process.Signal(s)
-				}
-			}()
-			err = cmd.Wait()
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				os.Exit(max(1, ee.ExitCode()))
-			}
-			if err == nil {
-				os.Exit(0)
-			}
-		}
-	}
-	fmt.Fprintln(os.Stderr, "bench/hpc: re-executing in a mount namespace:", err)
-	os.Exit(1)
-}
-
-// inNamespace prepares the namespace the benchmark was re-executed in and says what the
-// runtimes find there.
-func inNamespace() (string, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(unified, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
-		return "a private mount namespace, the host's cgroups", nil
-	}
-	if err := syscall.Unmount(unified, 0); err != nil {
-		return "", fmt.Errorf("umount %s in the benchmark's mount namespace: %w", unified, err)
-	}
-	// A tmpfs of the namespace's own takes what crun would otherwise leave in the host's
-	// /sys/fs/cgroup tmpfs under the cgroup2 mount (see bench/lifecycle).
-	if err := syscall.Mount("tmpfs", unified, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "mode=755"); err != nil {
-		return "", fmt.Errorf("mount a tmpfs on %s in the benchmark's mount namespace: %w", unified, err)
-	}
-	harness.Logf("replaced %s by an empty tmpfs in the benchmark's private mount namespace (crun 1.8 refuses hybrid cgroups)", unified)
-	return "a private mount namespace with an empty tmpfs on " + unified + " (crun 1.8 refuses hybrid cgroups): cgroup v1", nil
-}
 
 // install returns PREFIX/bin/kerr and says what was measured: -prefix as it is, or the
 // repository's HEAD (a `git archive` of it, so that others' uncommitted edits cannot break
@@ -359,21 +295,6 @@ func copyFile(from, to string, perm os.FileMode) error {
 		return err
 	}
 	return os.Chmod(to, perm)
-}
-
-// checkStatic refuses a busybox that needs a dynamic loader: the image has no libraries.
-func checkStatic(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked: install busybox-static", path)
-		}
-	}
-	return nil
 }
 
 // makeBundle mounts sif as an OCI bundle in dir with `kerr oci mount` and makes its

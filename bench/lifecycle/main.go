@@ -58,7 +58,7 @@ func main() {
 		os.Exit(1)
 	}
 	if os.Getenv(nsEnv) == "" {
-		reexecInNamespace() // does not return
+		harness.ReexecInNamespace(nsEnv, "bench/lifecycle") // does not return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	failed, err := run(ctx, c)
@@ -70,18 +70,6 @@ func main() {
 	if failed {
 		os.Exit(1)
 	}
-}
-
-// forwardSignals passes INT and TERM on to p (a ^C reaches it anyway, a kill of this
-// process would not).
-func forwardSignals(p *os.Process) {
-	ch := make(chan os.Signal, 4)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		for s := range ch {
-			_ = p.Signal(s)
-		}
-	}()
 }
 
 // bench holds what every measurement needs.
@@ -108,7 +96,7 @@ func (b *bench) logf(format string, args ...any) {
 // run sets up, measures and reports. failed says that some variant failed (the report
 // says which, with the error) although the benchmark ran.
 func run(ctx context.Context, c config) (failed bool, err error) {
-	nsInfo, err := inNamespace()
+	nsInfo, err := harness.PrepareNamespace()
 	if err != nil {
 		return false, err
 	}
@@ -124,7 +112,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("busybox is needed (Debian: busybox-static): %w", err)
 	}
-	if err := checkStatic(busybox); err != nil {
+	if err := harness.CheckStatic(busybox); err != nil {
 		return false, err
 	}
 	root, err := harness.RepoRoot()
@@ -139,7 +127,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 			return false, err
 		}
 		if !c.keep {
-			defer removeUnmounted(c.work)
+			defer harness.RemoveUnmounted(c.work)
 		}
 	} else if err := os.MkdirAll(c.work, 0o700); err != nil {
 		return false, err
@@ -147,7 +135,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if c.work, err = filepath.Abs(c.work); err != nil {
 		return false, err
 	}
-	if err := checkScratch(c.work); err != nil {
+	if err := harness.CheckScratch(c.work); err != nil {
 		return false, err
 	}
 	kerr, err := install(ctx, root, c.work, c.prefix)
@@ -167,7 +155,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 		}
 	}
 	if !c.keep {
-		defer removeUnmounted(runDir)
+		defer harness.RemoveUnmounted(runDir)
 	}
 	bundles := map[string]string{"true": filepath.Join(runDir, "bundle-true"), "sleep": filepath.Join(runDir, "bundle-sleep")}
 	if err := makeBundle(ctx, bundles["true"], busybox, tools["runc"], []string{"/bin/true"}); err != nil {
@@ -291,7 +279,7 @@ func (b *bench) cleanup() {
 			harness.Logf("cleaning up: %s still holds %d entries", rt.root, len(ents))
 		}
 	}
-	for _, cg := range leftoverCgroups(b.idPrefix) {
+	for _, cg := range harness.LeftoverCgroups(b.idPrefix) {
 		harness.Logf("cleaning up: cgroup %s was left; removing it", cg)
 		if err := os.Remove(cg); err != nil {
 			harness.Logf("cleaning up: %v", err)

@@ -108,7 +108,7 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 		if !c.keep {
-			defer removeUnmounted(c.work)
+			defer harness.RemoveUnmounted(c.work)
 		}
 	} else if err := os.MkdirAll(c.work, 0o700); err != nil {
 		return err
@@ -116,7 +116,7 @@ func run(ctx context.Context, c config) error {
 	if c.work, err = filepath.Abs(c.work); err != nil {
 		return err
 	}
-	if err := checkScratch(c.work); err != nil {
+	if err := harness.CheckScratch(c.work); err != nil {
 		return err
 	}
 
@@ -178,19 +178,6 @@ func run(ctx context.Context, c config) error {
 	rep.printTable(os.Stdout)
 
 	return harness.WriteReport(c.out, rep)
-}
-
-// checkScratch refuses a scratch directory that someone else could change under root.
-func checkScratch(dir string) error {
-	info, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !info.IsDir() || !ok || st.Uid != 0 || info.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("scratch dir %s must be a directory owned by root and writable only by it", dir)
-	}
-	return nil
 }
 
 // install returns the kerr binary to measure: the one in -prefix, or one configured and

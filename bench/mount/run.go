@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -205,24 +204,5 @@ func (b *bench) cleanup() {
 			harness.Logf("cleaning up %s: %v: %s", bundle, err, out)
 		}
 	}
-	removeUnmounted(b.runDir)
-}
-
-// removeUnmounted removes dir unless something is still mounted under it (removing would
-// reach into the mount).
-func removeUnmounted(dir string) {
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		harness.Logf("not removing %s: %v", dir, err)
-		return
-	}
-	for line := range strings.SplitSeq(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			harness.Logf("not removing %s: %s is still mounted", dir, f[4])
-			return
-		}
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		harness.Logf("removing %s: %v", dir, err)
-	}
+	harness.RemoveUnmounted(b.runDir)
 }

@@ -1,8 +1,9 @@
-// Package harness holds what kerr's benchmark programs (bench/pull, bench/mount) share: a
+// Package harness holds what kerr's benchmark programs share: a
 // command runner that measures wall time, CPU time, peak RSS and how busy the rest of the
 // machine was meanwhile; the median; the page cache drop between measurements; the
-// description of the host; writing the JSON report; and small helpers for logging, finding
-// the repository and printing sizes.
+// description of the host; writing the JSON report; small helpers for logging, finding
+// the repository and printing sizes; and (setup.go) what the benchmarks that run containers
+// share: input checks, crun's private mount namespace, leak checks.
 package harness
 
 import (
