@@ -561,7 +561,7 @@ static void become_caller(void)
 		die(KERR_EXIT_FATAL, "ids after dropping for good are uid %u/%u/%u gid %u/%u/%u", r, e, s, rg, eg, sg);
 	/* Changing ids resets dumpable; setuid mode keeps it off. In a user namespace (nothing
 	 * of the host's held) the relays stay dumpable, so that the user can join them. */
-	if (kerr_stage0.userns && kerr_stage0.role != KERR_ROLE_STAGE1 && kerr_stage0.planned_userns) {
+	if (kerr_stage0.planned_userns) {
 		if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
 			die(KERR_EXIT_FATAL, "prctl(PR_SET_DUMPABLE, 1): %m");
 		return;

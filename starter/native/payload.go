@@ -89,13 +89,13 @@ func (c *container) compileSeccomp() ([]*seccomp.Filter, error) {
 		return nil
 	}
 	if len(c.plan.Seccomp) > 0 {
-		if f := c.cachedFilter(c.plan.Seccomp); f != nil {
+		if f := c.cachedFilter(); f != nil {
 			out = append(out, f)
 		} else {
 			if err := add(c.plan.SeccompPath+" (security.seccomp_profile)", c.plan.Seccomp); err != nil {
 				return nil, err
 			}
-			c.cacheFilter(c.plan.Seccomp, out[len(out)-1])
+			c.cacheFilter(out[len(out)-1])
 		}
 	}
 	if len(c.plan.UserSeccomp) > 0 {
@@ -116,18 +116,12 @@ func (c *container) cacheDir() string {
 	return filepath.Join(filepath.Dir(filepath.Dir(c.sessionDir)), "seccomp")
 }
 
-// cachedFilter returns the compiled profile if root has kept it, else nil. Only a regular,
-// root-owned file that no one else may write is read.
-func (c *container) cachedFilter(profile []byte) *seccomp.Filter {
-	if c.cache == nil {
+// cachedFilter returns the compiled profile loadFilterCache found, else nil.
+func (c *container) cachedFilter() *seccomp.Filter {
+	if c.cached == nil {
 		return nil
 	}
-	key := seccomp.CacheKey(profile)
-	b, ok := c.cache[key]
-	if !ok {
-		return nil
-	}
-	f, err := seccomp.UnmarshalFilter(b)
+	f, err := seccomp.UnmarshalFilter(c.cached)
 	if err != nil {
 		return nil
 	}
@@ -135,44 +129,45 @@ func (c *container) cachedFilter(profile []byte) *seccomp.Filter {
 }
 
 // loadFilterCache reads the kept compiled profile of this plan's profile, before pivot.
+// Only a regular, root-owned file that no one else may write is read.
 func (c *container) loadFilterCache() {
 	if len(c.plan.Seccomp) == 0 {
 		return
 	}
-	key := seccomp.CacheKey(c.plan.Seccomp)
-	if key == "" {
+	c.cacheKey = seccomp.CacheKey(c.plan.Seccomp)
+	if c.cacheKey == "" {
 		return
 	}
-	fd, err := unix.Open(filepath.Join(c.cacheDir(), key), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	fd, err := unix.Open(filepath.Join(c.cacheDir(), c.cacheKey), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return
 	}
-	f := os.NewFile(uintptr(fd), key)
+	f := os.NewFile(uintptr(fd), c.cacheKey)
 	defer f.Close()
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil || st.Uid != 0 || st.Mode&0o022 != 0 || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > maxCachedFilter {
 		return
 	}
 	b := make([]byte, st.Size)
-	if n, err := io.ReadFull(f, b); err != nil || n != len(b) {
+	if _, err := io.ReadFull(f, b); err != nil {
 		return
 	}
-	c.cache = map[string][]byte{key: b}
+	c.cached = b
 }
 
 // cacheFilter keeps a compiled profile for the next start: root only (not in a user
 // namespace), written to a temporary name and renamed. Best effort: a failure costs the
 // next start the compile, nothing else. It runs after pivot_root, so the directory was
 // opened before (cacheFD).
-func (c *container) cacheFilter(profile []byte, f *seccomp.Filter) {
-	if c.cacheFD < 0 {
+func (c *container) cacheFilter(f *seccomp.Filter) {
+	if c.cacheFD < 0 || c.cacheKey == "" {
 		return
 	}
 	b, err := f.MarshalBinary()
 	if err != nil || len(b) > maxCachedFilter {
 		return
 	}
-	key := seccomp.CacheKey(profile)
+	key := c.cacheKey
 	tmp := "." + key + ".tmp"
 	fd, err := unix.Openat(c.cacheFD, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
@@ -189,7 +184,7 @@ func (c *container) cacheFilter(profile []byte, f *seccomp.Filter) {
 // pivot_root; in a user namespace nothing is kept.
 func (c *container) openFilterCache() {
 	c.cacheFD = -1
-	if c.plan.UserNS || len(c.plan.Seccomp) == 0 || c.cache != nil {
+	if c.plan.UserNS || c.cacheKey == "" || c.cached != nil {
 		return
 	}
 	dir := c.cacheDir()

@@ -61,10 +61,11 @@ type container struct {
 	rootPath   string
 	// readyFD: an instance's stage 2 says here that it is about to exec (-1 otherwise).
 	readyFD int
-	// The compiled seccomp profile kept from an earlier start (cache), and the directory to
-	// keep this one in (cacheFD, -1 for none): see payload.go.
-	cache   map[string][]byte
-	cacheFD int
+	// The compiled seccomp profile's key, what an earlier start kept of it (cached), and
+	// the directory to keep this one in (cacheFD, -1 for none): see payload.go.
+	cacheKey string
+	cached   []byte
+	cacheFD  int
 }
 
 // ready tells C that the instance is up: its startscript is exec'd next.
