@@ -35,7 +35,7 @@ quietly() {
 # --- Debian packages ---
 packages="build-essential gcc make pkg-config git libseccomp-dev squashfs-tools
 squashfs-tools-ng squashfuse fuse-overlayfs busybox-static docker-registry skopeo umoci runc crun siftool
-zstd uidmap ca-certificates passwd time podman containerd"
+zstd uidmap ca-certificates passwd time podman containerd systemd"
 
 need=""
 for p in $packages; do

@@ -38,7 +38,7 @@ func run(args []string) int {
 			&cli.StringFlag{Name: "root", Value: ocicfg.DefaultRoot, Usage: "directory of container state"},
 			&cli.StringFlag{Name: "log", Usage: "also write errors to this file", Destination: &logPath},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "format of --log: text or json", Destination: &logFormat},
-			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "have systemd make containers' cgroups: refused, kerr has no systemd driver yet; cgroupfs by default"},
+			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "have systemd make each new container's cgroup, a scope unit (linux.cgroupsPath is then slice:prefix:name); cgroupfs by default"},
 			&cli.BoolFlag{Name: "debug", Usage: "accepted for runc compatibility"},
 			&cli.BoolFlag{Name: "no-monitor", Value: true, Hidden: true},
 		},

@@ -26,7 +26,7 @@ runtime as a binary of its own.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Value: bundle.DefaultStateRoot, Usage: "directory of container state (as runc's --root); give it before the command"},
 			&cli.BoolFlag{Name: "no-monitor", Usage: "create containers without the kerr monitor, as runc does (see 'create --help')"},
-			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "have systemd make containers' cgroups (runc's flag): refused, kerr has no systemd driver yet; cgroupfs by default"},
+			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "have systemd make each new container's cgroup, a scope unit (runc's flag; linux.cgroupsPath is then slice:prefix:name); cgroupfs by default"},
 		},
 		OnUsageError: usageError,
 		Action:       groupAction,

@@ -47,7 +47,7 @@ type Config struct {
 	// Root is the state directory (`kerr oci --root`).
 	Root string `json:"root"`
 	// SystemdCgroup is the global --systemd-cgroup: create has systemd make the
-	// container's cgroup (refused while kerr has no systemd driver). Other commands use the
+	// container's cgroup, a transient scope unit. Other commands use the
 	// driver recorded in the container's state whatever this says.
 	SystemdCgroup bool `json:"systemdCgroup,omitempty"`
 

@@ -141,3 +141,33 @@ func Under(mounts []Mount, dir string) []Mount {
 	}
 	return out
 }
+
+// Visible drops the mounts that later ones hide from ms (a mount table in the kernel's
+// order, where a mount comes after those it was mounted over): a mount is hidden when a
+// later one sits on the same mountpoint or on a directory above it. A container's init
+// that mounted its own /sys/fs/cgroup over the one it inherited (systemd does) leaves the
+// old entries in the table, with roots that no longer mean anything to this process.
+func Visible(ms []Mount) []Mount {
+	var out []Mount
+	for i, m := range ms {
+		hidden := false
+		for _, later := range ms[i+1:] {
+			if later.Mountpoint == m.Mountpoint || isBelow(m.Mountpoint, later.Mountpoint) {
+				hidden = true
+				break
+			}
+		}
+		if !hidden {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// isBelow reports whether path p lies strictly below directory dir.
+func isBelow(p, dir string) bool {
+	if dir == "/" {
+		return p != "/"
+	}
+	return strings.HasPrefix(p, dir+"/")
+}

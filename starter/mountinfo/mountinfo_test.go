@@ -1,6 +1,7 @@
 package mountinfo
 
 import (
+	"fmt"
 	"os"
 	"testing"
 )
@@ -62,5 +63,38 @@ func TestReadSeesTheRootMount(t *testing.T) {
 		if _, err := os.Stat("/proc/self/mountinfo"); err == nil {
 			t.Errorf("no mount at / in %d mounts", len(ms))
 		}
+	}
+}
+
+// A cgroup tree mounted over an inherited one, as systemd does in a container: the old
+// tmpfs and its cgroup mounts are hidden, the new ones and unrelated mounts are not.
+func TestVisible(t *testing.T) {
+	table := `22 1 0:20 / /sys rw - sysfs sysfs rw
+46 22 0:27 / /sys/fs/cgroup rw - tmpfs tmpfs rw
+47 46 0:28 /.. /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+55 46 0:36 /.. /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd
+60 1 0:50 / /run rw - tmpfs tmpfs rw
+63 46 0:39 / /sys/fs/cgroup ro - tmpfs cgroup ro
+64 63 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+72 63 0:36 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd
+80 60 0:51 / /run/user rw - tmpfs tmpfs rw
+81 60 0:52 / /run rw - tmpfs tmpfs rw
+`
+	ms, err := Parse([]byte(table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int
+	for _, m := range Visible(ms) {
+		ids = append(ids, m.ID)
+	}
+	want := []int{22, 63, 64, 72, 81}
+	if fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Errorf("visible mounts %v, want %v", ids, want)
+	}
+	// Over "/", everything before is hidden.
+	root, _ := Parse([]byte("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 0:5 / /proc rw - proc proc rw\n3 1 8:2 / / rw - ext4 /dev/sdb rw\n"))
+	if v := Visible(root); len(v) != 1 || v[0].ID != 3 {
+		t.Errorf("after a mount over /: %v, want only mount 3", v)
 	}
 }

@@ -47,9 +47,14 @@ func (e Engine) createWith(id string, cfg *ocicfg.Config, master **os.File) (pid
 	case !spec.Process.Terminal && cfg.ConsoleSocket != "":
 		return 0, fmt.Errorf("--console-socket needs process.terminal in config.json: %w", errdefs.ErrUsage)
 	}
-	cgPath, err := cgroups.Path(spec.Linux.CgroupsPath, id)
+	cgPath, err := cgroups.Path(driver, spec.Linux.CgroupsPath, id)
 	if err != nil {
 		return 0, fmt.Errorf("linux.cgroupsPath: %v: %w", err, errdefs.ErrUsage)
+	}
+	if driver == cgroups.DriverSystemd {
+		if err := cgroups.CheckUnitProperties(spec.Annotations); err != nil {
+			return 0, fmt.Errorf("annotations: %v: %w", err, errdefs.ErrUsage)
+		}
 	}
 	st := store{root: cfg.Root}
 	d, err := st.create(id)
@@ -60,7 +65,7 @@ func (e Engine) createWith(id string, cfg *ocicfg.Config, master **os.File) (pid
 	now := time.Now()
 	state := &State{
 		ID: id, Bundle: cfg.Bundle, Rootfs: spec.Root.Path, Created: now, Owner: "",
-		Annotations: spec.Annotations, Creating: true, CgroupPath: cgPath, CgroupDriver: driver,
+		Annotations: spec.Annotations, Creating: true, CgroupPath: cgPath, CgroupDriver: driver, CgroupPending: true,
 		Namespaces: spec.Linux.Namespaces, SyncSocket: cfg.SyncSocket,
 	}
 	defer func() {
@@ -150,7 +155,7 @@ func (e Engine) createProcess(d *dir, state *State, spec *specs.Spec, cfg *ocicf
 	if err := cgroups.CheckDriver(state.CgroupDriver); err != nil {
 		return 0, err
 	}
-	mgr, err := cgroups.New(state.CgroupPath, cgroupResources(spec))
+	mgr, err := cgroups.New(state.CgroupDriver, state.CgroupPath, cgroupResources(spec), spec.Annotations)
 	if err != nil {
 		return 0, err
 	}
@@ -173,7 +178,11 @@ func (e Engine) createProcess(d *dir, state *State, spec *specs.Spec, cfg *ocicf
 			if err := d.writeState(state); err != nil {
 				return err
 			}
-			return mgr.Apply(pid)
+			if err := mgr.Apply(pid); err != nil {
+				return err
+			}
+			state.CgroupPending = false
+			return d.writeState(state)
 		},
 		onHooks: func(pid int) error {
 			if spec.Hooks == nil {
@@ -292,16 +301,33 @@ func writePidFile(path string, pid int) error {
 }
 
 // cleanupFailedCreate undoes a create that failed: the process (if any), the cgroup, the
-// state directory.
+// state directory. The state on disk is the latest (the monitor may have written it).
 func cleanupFailedCreate(d *dir, state *State) {
+	if st, err := d.readState(); err == nil {
+		state = st
+	}
 	if state.Pid > 0 && alive(state.Pid, state.StartTime) {
 		killAndReap(state.Pid)
 	}
-	if m, err := loadCgroup(state); err == nil {
-		_ = m.Signal(unix.SIGKILL)
-		_ = m.Destroy()
-	}
+	removeCgroup(state)
 	_ = d.remove()
+}
+
+// removeCgroup kills what is left in the container's cgroup and removes it, or, while the
+// cgroup may be another container's (CgroupPending), removes it only if it is empty.
+func removeCgroup(s *State) {
+	m, err := loadCgroup(s)
+	if err != nil {
+		return
+	}
+	if s.CgroupPending {
+		if pids, err := m.Pids(); err != nil || len(pids) > 0 {
+			return
+		}
+	} else {
+		_ = m.Signal(unix.SIGKILL)
+	}
+	_ = m.Destroy()
 }
 
 // startMonitor starts the monitor, which creates the container and stays as its parent; it

@@ -40,7 +40,7 @@ func Features() error {
 		Linux: &features.Linux{
 			Namespaces:   ns,
 			Capabilities: caps,
-			Cgroup:       &features.Cgroup{V1: &yes, V2: &yes, Systemd: &no, SystemdUser: &no, Rdma: &no},
+			Cgroup:       &features.Cgroup{V1: &yes, V2: &yes, Systemd: &yes, SystemdUser: &no, Rdma: &no},
 			Seccomp: &features.Seccomp{Enabled: &yes, Actions: actions, Operators: ops, Archs: archs,
 				KnownFlags: flags, SupportedFlags: flags},
 			Apparmor:        &features.Apparmor{Enabled: &no},

@@ -194,7 +194,7 @@ func loadCgroup(s *State) (*cgroups.Manager, error) {
 	if err := cgroups.CheckDriver(s.CgroupDriver); err != nil {
 		return nil, err
 	}
-	return cgroups.Load(s.CgroupPath)
+	return cgroups.Load(s.CgroupDriver, s.CgroupPath)
 }
 
 // openState opens, locks and reads the state of container id under root.
@@ -329,7 +329,9 @@ func (e Engine) delete(id string, cfg *ocicfg.Config) error {
 	if serr == nil && spec.Hooks != nil && !s.Creating {
 		runHooksWarn("poststop", spec.Hooks.Poststop, hookState(s, StatusStopped, 0))
 	}
-	if m, err := loadCgroup(s); err == nil {
+	if s.CgroupPending {
+		removeCgroup(s) // only if empty: it may be another container's
+	} else if m, err := loadCgroup(s); err == nil {
 		if err := m.Destroy(); err != nil {
 			return fmt.Errorf("delete %q: %w", id, err)
 		}
@@ -341,6 +343,11 @@ func (e Engine) delete(id string, cfg *ocicfg.Config) error {
 // they are gone.
 func killAll(s *State) error {
 	m, merr := loadCgroup(s)
+	if s.CgroupPending {
+		// A create that died before it had the cgroup: kill its process only (another
+		// container may be using that cgroupsPath).
+		m, merr = nil, errors.New("the cgroup is not the container's yet")
+	}
 	if merr == nil {
 		// A stopped container's cgroup is usually empty: then there is nothing to freeze
 		// and kill, which costs a delete more than anything else it does.

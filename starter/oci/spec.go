@@ -224,9 +224,6 @@ func validateSpec(s *specs.Spec, bundle string) error {
 			return err
 		}
 	}
-	if _, err := cgroups.Path(l.CgroupsPath, "x"); err != nil {
-		return fmt.Errorf("linux.cgroupsPath: %v", err)
-	}
 	return rootfs.Validate(s)
 }
 

@@ -51,6 +51,11 @@ type State struct {
 	// CgroupDriver is what manages that cgroup (cgroups.DriverCgroupfs; "" in states
 	// written before it was recorded is the same): later commands use the same.
 	CgroupDriver string `json:"cgroupDriver,omitempty"`
+	// CgroupPending is true from the first write of the state until the cgroup has been
+	// made (or taken) for this container. Until then the cgroup at CgroupPath may be
+	// another container's, one that a refused create shares the cgroupsPath of: cleanup
+	// then kills nothing in it and removes it only if it is empty.
+	CgroupPending bool `json:"cgroupPending,omitempty"`
 	// Monitor: the pid and start time of the monitor, when the container has one.
 	MonitorPid       int    `json:"monitorPid,omitempty"`
 	MonitorStartTime uint64 `json:"monitorStartTime,omitempty"`

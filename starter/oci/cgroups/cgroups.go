@@ -5,12 +5,15 @@
 // Why a package of its own: a container's resource limits and its device allow list are part
 // of its confinement, so a limit the host cannot honour must be refused with a clear error
 // rather than dropped. Validate says what this host can do before anything is created; the
-// Manager then applies exactly that, through github.com/opencontainers/cgroups (fs for cgroup
-// v1 and hybrid hosts, fs2 for unified cgroup v2 hosts; systemd is never needed).
+// Manager then applies exactly that, through github.com/opencontainers/cgroups: with the
+// cgroupfs driver its fs (cgroup v1 and hybrid hosts) and fs2 (unified cgroup v2 hosts)
+// managers, with the systemd driver its systemd managers, which have systemd make the
+// cgroup as a transient scope unit and set the limits systemd knows as unit properties.
 //
-// Device rules are applied by this package on cgroup v1 (devices.allow / devices.deny). On
-// cgroup v2 they need an eBPF program, which github.com/opencontainers/cgroups/devices loads
-// once a binary imports it; until then Validate refuses device rules on v2 hosts.
+// Device rules: with cgroupfs on cgroup v1 this package writes them (devices.allow /
+// devices.deny, setDevicesV1); on cgroup v2 the library loads an eBPF program; with
+// systemd the library gives them to systemd as DeviceAllow/DevicePolicy, so that systemd,
+// which rewrites a unit's device cgroup whenever it reloads, keeps them.
 //
 // Privileges: root (real cgroup files are created and written). Nothing here switches ids.
 package cgroups
@@ -29,8 +32,12 @@ import (
 	"time"
 
 	ocg "github.com/opencontainers/cgroups"
+	// The device rule back ends: systemd's DeviceAllow properties and cgroup v2's eBPF
+	// program. Without it the library refuses device rules in both.
+	_ "github.com/opencontainers/cgroups/devices"
 	libfs "github.com/opencontainers/cgroups/fs"
 	"github.com/opencontainers/cgroups/fs2"
+	sdcg "github.com/opencontainers/cgroups/systemd"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -47,15 +54,22 @@ const unifiedKey = "unified"
 // Privileges: root, like the package (a type grants nothing).
 type Stats = ocg.Stats
 
-// Path returns the cgroup path for a container: cgroupsPath (the spec's linux.cgroupsPath)
-// if set, else "/kerr/<id>". An absolute cgroupsPath ("/a/b") is taken from the root of
+// Path returns the cgroup path for a container under driver. For the systemd driver it is
+// "slice:prefix:name" (see systemdPath). For cgroupfs: cgroupsPath (the spec's
+// linux.cgroupsPath) if set, else "/kerr/<id>". An absolute cgroupsPath ("/a/b") is taken from the root of
 // every cgroup hierarchy; a relative one ("a/b") is taken under kerr's parent, "/kerr/a/b",
 // as runc takes relative paths under its own cgroup. The result is absolute and clean.
-// Refused: ".." elements, the systemd "slice:prefix:name" form (kerr drives cgroupfs, not
-// systemd), the root cgroup and kerr's parent itself, and an id that is not a plain name.
+// Refused: ".." elements, the systemd "slice:prefix:name" form (that is the systemd
+// driver's), the root cgroup and kerr's parent itself, and an id that is not a plain name.
 //
 // Privileges: root, like the rest of the package; Path itself touches nothing.
-func Path(cgroupsPath, id string) (string, error) {
+func Path(driver, cgroupsPath, id string) (string, error) {
+	if err := CheckDriver(driver); err != nil {
+		return "", err
+	}
+	if driver == DriverSystemd {
+		return systemdPath(cgroupsPath, id)
+	}
 	if cgroupsPath == "" {
 		if err := checkID(id); err != nil {
 			return "", err
@@ -63,7 +77,7 @@ func Path(cgroupsPath, id string) (string, error) {
 		return parentPath + "/" + id, nil
 	}
 	if strings.Contains(cgroupsPath, ":") {
-		return "", fmt.Errorf("cgroups: linux.cgroupsPath %q: the systemd \"slice:prefix:name\" form is not supported (kerr manages cgroupfs directly, without systemd)", cgroupsPath)
+		return "", fmt.Errorf("cgroups: linux.cgroupsPath %q: the systemd \"slice:prefix:name\" form needs the systemd cgroup driver (--systemd-cgroup)", cgroupsPath)
 	}
 	p := cgroupsPath
 	if !filepath.IsAbs(p) {
@@ -95,7 +109,7 @@ func checkCgroupPath(p, orig string) error {
 	case strings.ContainsAny(orig, "\x00\n"):
 		return fmt.Errorf("cgroups: cgroup path %q contains a NUL or newline", orig)
 	case strings.Contains(orig, ":"):
-		return fmt.Errorf("cgroups: cgroup path %q: the systemd \"slice:prefix:name\" form is not supported", orig)
+		return fmt.Errorf("cgroups: cgroup path %q: the systemd \"slice:prefix:name\" form needs the systemd cgroup driver (--systemd-cgroup)", orig)
 	case !filepath.IsAbs(p):
 		return fmt.Errorf("cgroups: cgroup path %q is not absolute", orig)
 	}
@@ -119,67 +133,116 @@ func checkCgroupPath(p, orig string) error {
 //
 // Privileges: root, for every method that touches the cgroup (each one says).
 type Manager struct {
-	path  string                // the cgroup path, e.g. /kerr/<id>
-	v2    bool                  // unified cgroup v2 host
-	res   *specs.LinuxResources // limits Apply sets; nil: none
-	lib   ocg.Manager
-	paths map[string]string // library key ("" is the v2 dir) -> directory
+	path    string                // the cgroup path, e.g. /kerr/<id>, or slice:prefix:name
+	systemd bool                  // the systemd driver: the cgroup is a systemd scope unit
+	v2      bool                  // unified cgroup v2 host
+	res     *specs.LinuxResources // limits Apply sets; nil: none
+	lib     ocg.Manager
+	cfg     *ocg.Cgroup       // what lib was made from (systemd: unit properties for Apply)
+	paths   map[string]string // library key ("" is the v2 dir) -> directory
 }
 
-// New returns the manager for path (as Path returns it) with limits r (nil: no limits). It
-// checks r with Validate but creates nothing; Apply does. r is kept, not copied, until Apply.
+// New returns the manager for path (as Path returns it for driver; "" is cgroupfs) with
+// limits r (nil: no limits) and, for the systemd driver, the unit properties that
+// annotations set (see PropertyAnnotationPrefix; the cgroupfs driver ignores them, as
+// runc's does). It checks r with Validate and the properties' form, but creates nothing;
+// Apply does. r is kept, not copied, until Apply.
 //
 // Privileges: root (it only reads cgroupfs and mountinfo, but is useless without root).
-func New(path string, r *specs.LinuxResources) (*Manager, error) {
-	if err := checkCgroupPath(filepath.Clean(path), path); err != nil {
+func New(driver, path string, r *specs.LinuxResources, annotations map[string]string) (*Manager, error) {
+	if err := checkPath(driver, path); err != nil {
 		return nil, err
-	}
-	if filepath.Clean(path) != path {
-		return nil, fmt.Errorf("cgroups: cgroup path %q is not clean (use Path)", path)
 	}
 	if err := Validate(r); err != nil {
 		return nil, err
 	}
 	v2 := ocg.IsCgroup2UnifiedMode()
-	conv := toLibResources(r, v2)
+	conv := toLibResources(r, v2, driver == DriverSystemd)
 	// The library's Apply reads these (cpuset, v2 domain checks); devices are joined on v1
 	// whatever the rules, since SkipDevices is false here.
 	conv.SkipDevices = false
-	return open(path, r, conv, v2)
-}
-
-// Load re-opens the existing cgroup at path (as Path returned it when the container was
-// created), for later commands: state, kill --all, pause/resume, update, delete. It fails,
-// wrapping fs.ErrNotExist, if the cgroup does not exist.
-//
-// Privileges: root.
-func Load(path string) (*Manager, error) {
-	if err := checkCgroupPath(filepath.Clean(path), path); err != nil {
+	m, err := open(driver, path, r, conv, v2)
+	if err != nil || !m.systemd {
+		return m, err
+	}
+	_, _, name, _ := splitSystemdPath(path)
+	if m.cfg.SystemdProps, err = unitProperties(name, annotations); err != nil {
 		return nil, err
 	}
-	if filepath.Clean(path) != path {
-		return nil, fmt.Errorf("cgroups: cgroup path %q is not clean (use Path)", path)
+	return m, nil
+}
+
+// Load re-opens the existing cgroup at path (as Path returned it for driver when the
+// container was created), for later commands: state, kill --all, pause/resume, update,
+// delete. It fails, wrapping fs.ErrNotExist, if the cgroup does not exist.
+//
+// Privileges: root.
+func Load(driver, path string) (*Manager, error) {
+	if err := checkPath(driver, path); err != nil {
+		return nil, err
 	}
-	m, err := open(path, nil, &ocg.Resources{}, ocg.IsCgroup2UnifiedMode())
+	// Nothing to set: the device rules are left alone (SkipDevices), or the systemd
+	// managers would take an empty list as "no device at all".
+	m, err := open(driver, path, nil, &ocg.Resources{SkipDevices: true}, ocg.IsCgroup2UnifiedMode())
 	if err != nil {
 		return nil, err
 	}
-	if !m.lib.Exists() {
+	if !m.exists() {
 		return nil, fmt.Errorf("cgroups: load %s: %w", path, fs.ErrNotExist)
 	}
 	return m, nil
 }
 
-func open(path string, r *specs.LinuxResources, conv *ocg.Resources, v2 bool) (*Manager, error) {
+// exists reports whether any directory of the cgroup exists. Not only the devices one (the
+// library's test): systemd removes the directories of the controllers it manages when the
+// last process of a scope exits, and leaves the others (on this kind of host cpuacct,
+// freezer...) for delete to find.
+func (m *Manager) exists() bool {
+	for _, dir := range m.paths {
+		if _, err := os.Stat(dir); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// checkPath checks a path that Path returned for driver (it may come from a state file).
+func checkPath(driver, path string) error {
+	if err := CheckDriver(driver); err != nil {
+		return err
+	}
+	if driver == DriverSystemd {
+		_, _, _, err := splitSystemdPath(path)
+		return err
+	}
+	if err := checkCgroupPath(filepath.Clean(path), path); err != nil {
+		return err
+	}
+	if filepath.Clean(path) != path {
+		return fmt.Errorf("cgroups: cgroup path %q is not clean (use Path)", path)
+	}
+	return nil
+}
+
+func open(driver, path string, r *specs.LinuxResources, conv *ocg.Resources, v2 bool) (*Manager, error) {
 	cfg := &ocg.Cgroup{Path: path, Resources: conv}
-	// The fs managers directly, not the library's manager package: kerr does not use
-	// systemd, and that package's systemd and D-Bus dependencies cost every starter time
-	// at start.
+	systemd := driver == DriverSystemd
+	// The fs managers directly for cgroupfs, not the library's manager package, which
+	// would pick systemd's when systemd runs: the driver is the user's choice.
 	var lib ocg.Manager
 	var err error
-	if v2 {
+	switch {
+	case systemd:
+		slice, prefix, name, _ := splitSystemdPath(path) // checked by checkPath
+		cfg = &ocg.Cgroup{Parent: slice, ScopePrefix: prefix, Name: name, Resources: conv, Systemd: true}
+		if v2 {
+			lib, err = sdcg.NewUnifiedManager(cfg, "")
+		} else {
+			lib, err = sdcg.NewLegacyManager(cfg, nil)
+		}
+	case v2:
 		lib, err = fs2.NewManager(cfg, "")
-	} else {
+	default:
 		lib, err = libfs.NewManager(cfg, nil)
 	}
 	if err != nil {
@@ -189,7 +252,7 @@ func open(path string, r *specs.LinuxResources, conv *ocg.Resources, v2 bool) (*
 	if len(paths) == 0 {
 		return nil, fmt.Errorf("cgroups: cgroup manager for %s: no cgroup hierarchy found", path)
 	}
-	return &Manager{path: path, v2: v2, res: r, lib: lib, paths: paths}, nil
+	return &Manager{path: path, systemd: systemd, v2: v2, res: r, lib: lib, cfg: cfg, paths: paths}, nil
 }
 
 // Apply creates the cgroup (a directory in every hierarchy), sets the limits given to New,
@@ -201,6 +264,9 @@ func open(path string, r *specs.LinuxResources, conv *ocg.Resources, v2 bool) (*
 func (m *Manager) Apply(pid int) (retErr error) {
 	if pid <= 0 {
 		return fmt.Errorf("cgroups: apply %s: invalid pid %d", m.path, pid)
+	}
+	if m.systemd {
+		return m.applySystemd(pid)
 	}
 	created, existed, err := m.plan()
 	if err != nil {
@@ -223,6 +289,44 @@ func (m *Manager) Apply(pid int) (retErr error) {
 		return err
 	}
 	return m.join(pid)
+}
+
+// applySystemd is Apply for the systemd driver. systemd creates a scope unit only around
+// processes it is given, so pid is in the unit (unlimited) before the limits are set: the
+// container's process is kerr's, waiting for start, and runs nothing of the image before
+// Apply returns. If a step fails after systemd made the unit, the unit is stopped again,
+// which kills pid (the failed create kills it anyway).
+func (m *Manager) applySystemd(pid int) error {
+	// A unit that already holds processes (another container's, under the same
+	// cgroupsPath) is refused here, before systemd is asked: stopping it on a failure
+	// below would kill that container.
+	if _, err := os.Stat(m.dir("devices")); err == nil {
+		if err := m.checkReusable(); err != nil {
+			return err
+		}
+	}
+	if err := m.lib.Apply(pid); err != nil {
+		if _, serr := os.Stat(m.dir("devices")); serr == nil {
+			_ = m.lib.Destroy()
+		}
+		return fmt.Errorf("cgroups: create systemd unit %s: %w", m.Unit(), err)
+	}
+	if err := m.set(m.res); err != nil {
+		_ = m.lib.Destroy()
+		return err
+	}
+	return nil
+}
+
+// Unit is the systemd unit of the cgroup (systemd driver), "" for cgroupfs.
+//
+// Privileges: none.
+func (m *Manager) Unit() string {
+	if !m.systemd {
+		return ""
+	}
+	_, prefix, name, _ := splitSystemdPath(m.path)
+	return prefix + "-" + name + ".scope"
 }
 
 // Join moves pid into the existing cgroup (another process of a running container, for
@@ -387,11 +491,11 @@ func (m *Manager) set(r *specs.LinuxResources) error {
 	if r == nil {
 		return nil
 	}
-	conv := toLibResources(r, m.v2)
+	conv := toLibResources(r, m.v2, m.systemd)
 	if err := m.lib.Set(conv); err != nil {
 		return fmt.Errorf("cgroups: set limits on %s: %w", m.path, err)
 	}
-	if !m.v2 && len(r.Devices) > 0 {
+	if !m.v2 && !m.systemd && len(r.Devices) > 0 {
 		if err := setDevicesV1(m.paths["devices"], r.Devices); err != nil {
 			return fmt.Errorf("cgroups: set device rules on %s: %w", m.path, err)
 		}
@@ -524,7 +628,8 @@ func (m *Manager) killRounds() error {
 	}
 }
 
-// Destroy removes the cgroup's directories (and any sub-cgroups the container made). It
+// Destroy removes the cgroup's directories (and any sub-cgroups the container made), and
+// with the systemd driver stops its unit. It
 // kills nothing: while the cgroup holds processes it waits up to a second for them to
 // finish exiting, then fails (wrapping unix.EBUSY) and removes nothing. Removal itself is
 // retried briefly on EBUSY. Directories already gone are fine.
@@ -541,6 +646,14 @@ func (m *Manager) Destroy() error {
 			return fmt.Errorf("cgroups: remove %s: the cgroup still holds %d process(es): %w", m.path, len(pids), unix.EBUSY)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if m.systemd {
+		// systemd stops the unit (a unit it already dropped is no error) and the library
+		// removes the directories systemd leaves, those of controllers it does not manage.
+		if err := m.lib.Destroy(); err != nil {
+			return fmt.Errorf("cgroups: remove systemd unit %s: %w", m.Unit(), err)
+		}
+		return nil
 	}
 	var errs []error
 	for _, dir := range m.paths {

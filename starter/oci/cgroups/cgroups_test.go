@@ -174,14 +174,14 @@ func TestPath(t *testing.T) {
 		{"/a/../b", "c1", "", `".." is not allowed`},
 		{"../escape", "c1", "", `".." is not allowed`},
 		{"a/..", "c1", "", `".." is not allowed`},
-		{"system.slice:kerr:c1", "c1", "", "systemd"},
+		{"system.slice:kerr:c1", "c1", "", "needs the systemd cgroup driver"},
 		{"/", "c1", "", "root cgroup"},
 		{"//", "c1", "", "root cgroup"},
 		{".", "c1", "", "kerr's parent"},
 		{"/kerr", "c1", "", "kerr's parent"},
 		{"/a\x00b", "c1", "", "NUL"},
 	} {
-		got, err := Path(c.cgroupsPath, c.id)
+		got, err := Path(DriverCgroupfs, c.cgroupsPath, c.id)
 		switch {
 		case c.err == "" && (err != nil || got != c.want):
 			t.Errorf("Path(%q, %q) = %q, %v; want %q", c.cgroupsPath, c.id, got, err, c.want)
@@ -193,12 +193,58 @@ func TestPath(t *testing.T) {
 	}
 }
 
+// The systemd driver's "slice:prefix:name", as runc takes it: the slice defaults to
+// system.slice, the unit is prefix-name.scope, and what systemd would refuse is refused
+// here first, in one line naming the form.
+func TestPathSystemd(t *testing.T) {
+	long := strings.Repeat("x", 250)
+	for _, c := range []struct {
+		cgroupsPath, id, want, err string
+	}{
+		{"", "c1", "system.slice:kerr:c1", ""},
+		{"system.slice:kerr:c1", "ignored", "system.slice:kerr:c1", ""},
+		{":cri-containerd:abc", "abc", "system.slice:cri-containerd:abc", ""},
+		{"kubepods-besteffort-pod1.slice:cri-containerd:0123abc", "x", "kubepods-besteffort-pod1.slice:cri-containerd:0123abc", ""},
+		{"-.slice:kerr:c1", "c1", "-.slice:kerr:c1", ""},
+		{"", "a/b", "", "cannot name a cgroup"},
+		{"/kerr/c1", "c1", "", "not of the form slice:prefix:name"},
+		{"a:b", "c1", "", "not of the form slice:prefix:name"},
+		{"a.slice:b:c:d", "c1", "", "not of the form slice:prefix:name"},
+		{"system:kerr:c1", "c1", "", "is not a slice name"},
+		{"a--b.slice:kerr:c1", "c1", "", "is not a slice name"},
+		{"../x.slice:kerr:c1", "c1", "", "does not allow"},
+		{"system.slice::c1", "c1", "", "must not be empty"},
+		{"system.slice:kerr:", "c1", "", "must not be empty"},
+		{"system.slice:kerr:sub.slice", "c1", "", "the name is a slice"},
+		{"system.slice:kerr:a/b", "c1", "", "does not allow"},
+		{"system.slice:ke rr:c1", "c1", "", "does not allow"},
+		{"system.slice:kerr:" + long, "c1", "", "longer than systemd's 255"},
+	} {
+		got, err := Path(DriverSystemd, c.cgroupsPath, c.id)
+		switch {
+		case c.err == "" && (err != nil || got != c.want):
+			t.Errorf("Path(systemd, %q, %q) = %q, %v; want %q", c.cgroupsPath, c.id, got, err, c.want)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("Path(systemd, %q, %q) = %q, %v; want an error with %q", c.cgroupsPath, c.id, got, err, c.err)
+		case err != nil && (!strings.HasPrefix(err.Error(), "cgroups: ") || strings.Contains(err.Error(), "\n")):
+			t.Errorf("Path(systemd, %q, %q): error %q is not one line with the package prefix", c.cgroupsPath, c.id, err)
+		}
+	}
+	if _, err := Path("cgroupfs2", "", "c1"); err == nil {
+		t.Error("Path with an unknown driver succeeded")
+	}
+	// A systemd path read back from a state file is checked again.
+	if _, err := Load(DriverSystemd, "/kerr/c1"); err == nil {
+		t.Error("Load(systemd, a cgroupfs path) succeeded")
+	}
+}
+
 func TestNewAndLoadRefuseBadPaths(t *testing.T) {
 	for _, p := range []string{"", "relative", "/a/../b", "/a/b/", "/", "/kerr", "/a:b:c"} {
-		if _, err := New(p, nil); err == nil {
+		if _, err := New(DriverCgroupfs, p, nil, nil); err == nil {
 			t.Errorf("New(%q) succeeded", p)
 		}
-		if _, err := Load(p); err == nil {
+		if _, err := Load(DriverCgroupfs, p); err == nil {
 			t.Errorf("Load(%q) succeeded", p)
 		}
 	}
@@ -219,7 +265,7 @@ func TestApplySetsLimitsAndDestroyRemovesAll(t *testing.T) {
 	if cpu {
 		res.CPU = &specs.LinuxCPU{Quota: ptr(int64(50000)), Period: ptr(uint64(100000))}
 	}
-	m, err := New(p, res)
+	m, err := New(DriverCgroupfs, p, res, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +373,7 @@ func TestApplySetsLimitsAndDestroyRemovesAll(t *testing.T) {
 
 func TestFreezeThawFrozen(t *testing.T) {
 	needRoot(t)
-	m, err := New(testPath(t), nil)
+	m, err := New(DriverCgroupfs, testPath(t), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +440,7 @@ func (lr *lineReader) next(timeout time.Duration) (string, bool) {
 func TestPidsAndSignalKillAll(t *testing.T) {
 	needRoot(t)
 	// The pids limit keeps the forking below in bounds.
-	m, err := New(testPath(t), &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr(int64(200))}})
+	m, err := New(DriverCgroupfs, testPath(t), &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr(int64(200))}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +483,7 @@ func TestPidsAndSignalKillAll(t *testing.T) {
 
 func TestSignalOther(t *testing.T) {
 	needRoot(t)
-	m, err := New(testPath(t), nil)
+	m, err := New(DriverCgroupfs, testPath(t), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,10 +507,10 @@ func TestSignalOther(t *testing.T) {
 func TestLoad(t *testing.T) {
 	needRoot(t)
 	p := testPath(t)
-	if _, err := Load(p); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := Load(DriverCgroupfs, p); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Load of a missing cgroup: %v, want fs.ErrNotExist", err)
 	}
-	m, err := New(p, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr(int64(7))}})
+	m, err := New(DriverCgroupfs, p, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr(int64(7))}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -473,7 +519,7 @@ func TestLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l, err := Load(p)
+	l, err := Load(DriverCgroupfs, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +546,7 @@ func TestLoad(t *testing.T) {
 	if err := l.Destroy(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(p); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := Load(DriverCgroupfs, p); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Load after Destroy: %v", err)
 	}
 }
@@ -522,7 +568,7 @@ func TestApplyFailureRemovesWhatItMade(t *testing.T) {
 	p := testPath(t)
 	// A parent that does not exist yet, to see that Apply removes it too.
 	child := p + "/inner"
-	m, err := New(child, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr(int64(5))}})
+	m, err := New(DriverCgroupfs, child, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr(int64(5))}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +598,7 @@ func TestApplyFailureRemovesWhatItMade(t *testing.T) {
 func TestApplyRefusesBusyCgroup(t *testing.T) {
 	needRoot(t)
 	p := testPath(t)
-	a, err := New(p, nil)
+	a, err := New(DriverCgroupfs, p, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -560,7 +606,7 @@ func TestApplyRefusesBusyCgroup(t *testing.T) {
 	if err := a.Apply(first.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(p, nil)
+	b, err := New(DriverCgroupfs, p, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -586,7 +632,7 @@ func TestDevicesApplied(t *testing.T) {
 	needRoot(t)
 	rules := append([]specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}, DefaultDeviceRules()...)
 	rules = append(rules, specs.LinuxDeviceCgroup{Allow: false, Type: "c", Major: ptr(int64(1)), Minor: ptr(int64(5)), Access: "rw"})
-	m, err := New(testPath(t), &specs.LinuxResources{Devices: rules})
+	m, err := New(DriverCgroupfs, testPath(t), &specs.LinuxResources{Devices: rules}, nil)
 	if ocg.IsCgroup2UnifiedMode() && ocg.DevicesSetV2 == nil {
 		if !errors.Is(err, errors.ErrUnsupported) {
 			t.Fatalf("device rules on cgroup v2 without eBPF support: %v", err)
@@ -657,7 +703,7 @@ func TestJoinFailureMovesBack(t *testing.T) {
 	if ocg.IsCgroup2UnifiedMode() {
 		t.Skip("the partial-join trick needs the v1 cpuset controller; v2 joins one directory")
 	}
-	m, err := New(testPath(t), nil)
+	m, err := New(DriverCgroupfs, testPath(t), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

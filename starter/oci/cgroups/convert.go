@@ -7,15 +7,17 @@ import (
 )
 
 // toLibResources converts validated spec resources to the library's form. Zero values mean
-// "not set" there, as in runc, except pids (a pointer). Device rules go to the library only
-// on cgroup v2 (its eBPF program); on v1 this package writes them (setDevicesV1), so the
-// library is told to skip them.
-func toLibResources(r *specs.LinuxResources, v2 bool) *ocg.Resources {
+// "not set" there, as in runc, except pids (a pointer). Device rules go to the library on
+// cgroup v2 (its eBPF program) and with the systemd driver (unit properties, which systemd
+// keeps applying); with cgroupfs on v1 this package writes them (setDevicesV1). Either way
+// no rules at all means the library leaves the device rules alone (an update without
+// devices), rather than allowing no device.
+func toLibResources(r *specs.LinuxResources, v2, systemd bool) *ocg.Resources {
 	out := &ocg.Resources{SkipDevices: true}
 	if r == nil {
 		return out
 	}
-	if v2 && len(r.Devices) > 0 {
+	if (v2 || systemd) && len(r.Devices) > 0 {
 		out.SkipDevices = false
 		for _, d := range r.Devices {
 			out.Devices = append(out.Devices, &devconfig.Rule{

@@ -56,7 +56,7 @@ func TestSetRollsBack(t *testing.T) {
 	if !v2 {
 		res.Devices = append([]specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}, DefaultDeviceRules()...)
 	}
-	m, err := New(testPath(t), res)
+	m, err := New(DriverCgroupfs, testPath(t), res, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestSetKeepsDefaultDevices(t *testing.T) {
 		t.Skip("reads the v1 devices.list")
 	}
 	res := &specs.LinuxResources{Devices: append([]specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}, DefaultDeviceRules()...)}
-	m, err := New(testPath(t), res)
+	m, err := New(DriverCgroupfs, testPath(t), res, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestSetMemoryAboveSwap(t *testing.T) {
 	if ocg.IsCgroup2UnifiedMode() || !exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes") {
 		t.Skip("needs cgroup v1 swap accounting (memory.memsw.limit_in_bytes)")
 	}
-	m, err := New(testPath(t), &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr(int64(32 << 20)), Swap: ptr(int64(32 << 20))}})
+	m, err := New(DriverCgroupfs, testPath(t), &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr(int64(32 << 20)), Swap: ptr(int64(32 << 20))}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -207,14 +207,19 @@ func below(root, p string) (string, bool) {
 	return "", false
 }
 
-// readMounts reads the mount table of this thread's mount namespace (the caller may have
-// entered it on this thread only, so not /proc/self).
+// readMounts reads the mounts this thread sees in its mount namespace (the caller may have
+// entered it on this thread only, so not /proc/self): hidden ones left out, such as the
+// cgroup mounts that systemd covers with its own when it runs as a container's init.
 func readMounts() ([]mountinfo.Mount, error) {
 	b, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("read mount table: %w", err)
 	}
-	return mountinfo.Parse(b)
+	ms, err := mountinfo.Parse(b)
+	if err != nil {
+		return nil, err
+	}
+	return mountinfo.Visible(ms), nil
 }
 
 // cgroupLine is one line of /proc/self/cgroup.
