@@ -7,7 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/kerr-hpc/kerr/e2e/internal/harness"
 )
@@ -88,5 +91,40 @@ func TestOCISystemdCgroupRefused(t *testing.T) {
 	s.Run(h.Root, "oci", "--systemd-cgroup", "--root", e.root, "delete", id).OK(t)
 	e.gone(t, id, 0)
 	resNoCgroup(t, id)
+	e.resUmount(t)
+}
+
+// Two containers on one cgroupsPath (cgroupfs): the second create is refused, saying the
+// cgroup holds processes, and its cleanup leaves the first container running in its
+// cgroup (a failed create must not kill what it did not make); delete --force of the
+// refused id finds nothing to undo.
+func TestOCISharedCgroupsPathRefused(t *testing.T) {
+	s := h.Begin(t)
+	defer s.Done()
+	path := "/kerr-e2e-shared-" + strconv.Itoa(os.Getpid())
+	e := newOCIEnv(t, s, nil, func(sp *specs.Spec) { sp.Linux.CgroupsPath = path })
+	defer e.resCleanup()
+	id := resID("shared")
+	pid := e.resStart(t, id)
+	r := e.oci("create", "-b", e.bundle, id+"-b")
+	if r.Fails(t, 1) && !strings.Contains(r.Stderr, "already holds") {
+		t.Errorf("the error does not say the cgroup holds processes:\n%s", r)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, id+"-b")); !os.IsNotExist(err) {
+		t.Errorf("a refused create left state (%v)", err)
+	}
+	if st := e.state(t, id); st.Status != "running" || st.Pid != pid {
+		t.Errorf("after the refused create the first container is %s (pid %d, was %d)", st.Status, st.Pid, pid)
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/pids" + path + "/cgroup.procs"); !resV2 && (err != nil || !strings.Contains(string(b), strconv.Itoa(pid))) {
+		t.Errorf("the first container's process is no longer in %s (%v): %q", path, err, b)
+	}
+	e.oci("delete", "--force", id).OK(t)
+	e.gone(t, id, pid)
+	for _, m := range []string{"/sys/fs/cgroup/pids" + path, "/sys/fs/cgroup" + path} {
+		if _, err := os.Stat(m); err == nil && (m != "/sys/fs/cgroup"+path || resV2) {
+			t.Errorf("leak: cgroup %s after delete", m)
+		}
+	}
 	e.resUmount(t)
 }
