@@ -99,7 +99,7 @@ func (m *Manager) limitFiles(r *specs.LinuxResources) []limitFile {
 			}
 		}
 		// Device rules on v2 are an eBPF program, which the library replaces whole; there
-		// is no file to save (and Validate refuses them while kerr lacks the eBPF code).
+		// is no file to save.
 		return out
 	}
 	if len(r.Devices) > 0 {

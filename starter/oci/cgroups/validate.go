@@ -357,12 +357,9 @@ func (h *hostInfo) v1Only(field, why string) error {
 
 // check refuses set fields this host cannot honour. Values were checked already.
 func (h *hostInfo) check(r *specs.LinuxResources) error {
-	if len(r.Devices) > 0 {
-		if h.v2 {
-			if ocg.DevicesSetV2 == nil {
-				return unsupported("devices", "cgroup v2 device rules need eBPF, and github.com/opencontainers/cgroups/devices is not built into kerr")
-			}
-		} else if err := h.need("devices", "devices", "devices.allow"); err != nil {
+	// On cgroup v2 device rules are an eBPF program, which the library loads.
+	if len(r.Devices) > 0 && !h.v2 {
+		if err := h.need("devices", "devices", "devices.allow"); err != nil {
 			return err
 		}
 	}
