@@ -260,6 +260,10 @@ func TestOCISystemdDriver(t *testing.T) {
 	// kill -9, then delete: nothing is left, in systemd or in any hierarchy.
 	e.oci("kill", id, "KILL").OK(t)
 	e.waitStatus(id, "stopped")
+	// systemd has dropped the unit and the directories of its controllers; kill --all of
+	// the stopped container finds nothing to signal, as runc's.
+	e.oci("kill", "--all", id, "KILL").OK(t)
+	e.oci("ps", id).OK(t)
 	e.oci("delete", id).OK(t)
 	e.noUnit("system.slice", unit)
 

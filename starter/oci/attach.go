@@ -237,13 +237,15 @@ func attachStreams(conn *net.UnixConn, o attachOptions) error {
 }
 
 // receiveOutput writes the container's output to our stdout and stderr until the monitor
-// closes the connection.
+// closes the connection. ECONNRESET is such an end too: the monitor closed it with input
+// of ours still unread (our stdin's end, sent as the container exited), which the kernel
+// reports after the last output it queued for us.
 func receiveOutput(conn *net.UnixConn) error {
 	buf := make([]byte, attachChunk+1)
 	for {
 		n, err := conn.Read(buf)
 		if n == 0 || err != nil {
-			if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.ECONNRESET) {
 				return nil
 			}
 			return fmt.Errorf("attach: %w", err)

@@ -423,7 +423,8 @@ func (m *Manager) join(pid int) error {
 }
 
 // Set updates the cgroup's limits to r (nil: nothing to do), for `kerr oci update`; r is
-// checked with Validate first. Fields left unset keep their current values, and an empty
+// checked with Validate first. With the systemd driver the limits systemd knows are set
+// as the unit's properties too. Fields left unset keep their current values, and an empty
 // device list leaves the device rules as they are. A non-empty device list replaces the
 // rules, and gets DefaultDeviceRules after it, as every container gets them at create: a
 // list that allows one more device must not take /dev/null and the terminal away. On cgroup
@@ -433,7 +434,9 @@ func (m *Manager) join(pid int) error {
 //
 // If the kernel refuses a limit, Set writes back every limit file it had changed before
 // and returns the kernel's error: the cgroup is as it was (unless putting it back failed
-// too, which the error then says).
+// too, which the error then says). With the systemd driver, systemd may have taken the
+// new properties by then, and would write them again at its next daemon-reload; systemd
+// refuses most values the kernel would, before anything changes.
 //
 // Privileges: root.
 func (m *Manager) Set(r *specs.LinuxResources) error {
@@ -553,10 +556,21 @@ func (m *Manager) Frozen() (bool, error) {
 // Privileges: root.
 func (m *Manager) Pids() ([]int, error) {
 	pids, err := m.lib.GetAllPids()
-	if err != nil {
+	if err == nil {
+		return pids, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("cgroups: processes of %s: %w", m.path, err)
 	}
-	return pids, nil
+	// The directory the library reads (devices, on v1) is gone: systemd removes those of
+	// the controllers it manages when a scope's last process exits. Any other one that is
+	// left holds the same processes; none left, no process.
+	for _, key := range slices.Sorted(maps.Keys(m.paths)) {
+		if pids, err := ocg.GetAllPids(m.paths[key]); err == nil {
+			return pids, nil
+		}
+	}
+	return nil, nil
 }
 
 // Signal sends sig to every process in the cgroup, as runc's `kill --all`. For SIGKILL the
