@@ -56,9 +56,9 @@ type Stats = ocg.Stats
 
 // Path returns the cgroup path for a container under driver. For the systemd driver it is
 // "slice:prefix:name" (see systemdPath). For cgroupfs: cgroupsPath (the spec's
-// linux.cgroupsPath) if set, else "/kerr/<id>". An absolute cgroupsPath ("/a/b") is taken from the root of
-// every cgroup hierarchy; a relative one ("a/b") is taken under kerr's parent, "/kerr/a/b",
-// as runc takes relative paths under its own cgroup. The result is absolute and clean.
+// linux.cgroupsPath) if set, else "/kerr/<id>". An absolute cgroupsPath ("/a/b") is taken
+// from the root of every cgroup hierarchy; a relative one ("a/b") is taken under kerr's
+// parent, "/kerr/a/b", as runc takes relative paths under its own cgroup. The result is absolute and clean.
 // Refused: ".." elements, the systemd "slice:prefix:name" form (that is the systemd
 // driver's), the root cgroup and kerr's parent itself, and an id that is not a plain name.
 //
