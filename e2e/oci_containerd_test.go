@@ -36,6 +36,16 @@ type containerdEnv struct {
 	// beforeStop run before containerd is stopped (crictl's cleanup).
 	cgroup     string
 	beforeStop []func()
+	// sd, when set, is the systemd that containerd and ctr run under (in its namespaces).
+	sd *harness.Systemd
+}
+
+// argv is argv as run by the test: in systemd's namespaces when containerd runs there.
+func (c *containerdEnv) argv(argv ...string) []string {
+	if c.sd != nil {
+		return c.sd.Argv(argv...)
+	}
+	return argv
 }
 
 func (c *containerdEnv) cgroupParent() string {
@@ -49,6 +59,13 @@ func (c *containerdEnv) cgroupParent() string {
 // when it is not installed.
 func newContainerd(t *testing.T, s *harness.Session, ns, extra string) *containerdEnv {
 	t.Helper()
+	return newContainerdIn(t, s, ns, extra, nil)
+}
+
+// newContainerdIn is newContainerd with containerd (and ctr) in sd's namespaces when sd is
+// not nil: a containerd on a systemd host.
+func newContainerdIn(t *testing.T, s *harness.Session, ns, extra string, sd *harness.Systemd) *containerdEnv {
+	t.Helper()
 	for _, prog := range []string{"containerd", "ctr", "containerd-shim-runc-v2"} {
 		if _, err := exec.LookPath(prog); err != nil {
 			t.Skipf("%s is not installed (Debian: apt-get install containerd; scripts/install-deps.sh installs it)", prog)
@@ -59,7 +76,7 @@ func newContainerd(t *testing.T, s *harness.Session, ns, extra string) *containe
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &containerdEnv{s: s, dir: dir, ns: ns, sock: filepath.Join(dir, "c.sock"), done: make(chan struct{})}
+	c := &containerdEnv{s: s, dir: dir, ns: ns, sock: filepath.Join(dir, "c.sock"), done: make(chan struct{}), sd: sd}
 	// containerd 1.6 keeps shim sockets in /run/containerd/s and ctr its fifos in
 	// /run/containerd/fifo whatever it is told (ctr's --fifo-dir is used below); the test
 	// removes what it made there.
@@ -103,7 +120,8 @@ disabled_plugins = [%[2]s"io.containerd.snapshotter.v1.aufs", "io.containerd.sna
 		t.Fatal(err)
 	}
 	defer log.Close()
-	c.daemon = exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
+	argv := c.argv("containerd", "--config", filepath.Join(dir, "config.toml"))
+	c.daemon = exec.Command(argv[0], argv[1:]...)
 	c.daemon.Env = s.Env(h.Root)
 	c.daemon.Stdout, c.daemon.Stderr = log, log
 	c.daemon.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -149,7 +167,8 @@ func (c *containerdEnv) ctrArgs(args ...string) []string {
 }
 
 func (c *containerdEnv) ctr(args ...string) harness.Result {
-	return c.s.Exec(h.Root, harness.Opts{}, "ctr", c.ctrArgs(args...)...)
+	argv := c.argv(append([]string{"ctr"}, c.ctrArgs(args...)...)...)
+	return c.s.Exec(h.Root, harness.Opts{}, argv[0], argv[1:]...)
 }
 
 // run is `ctr run` of the image with runtime as the runc shim's binary.
@@ -165,7 +184,8 @@ func (c *containerdEnv) run(runtime string, flags []string, id string, cmd ...st
 func (c *containerdEnv) cleanup(t *testing.T) {
 	if c.daemon != nil && c.daemon.Process != nil {
 		ctr := func(args ...string) string {
-			out, _ := exec.Command("ctr", c.ctrArgs(args...)...).Output()
+			argv := c.argv(append([]string{"ctr"}, c.ctrArgs(args...)...)...)
+			out, _ := exec.Command(argv[0], argv[1:]...).Output()
 			return string(out)
 		}
 		for _, f := range c.beforeStop {
@@ -178,12 +198,21 @@ func (c *containerdEnv) cleanup(t *testing.T) {
 		for _, id := range strings.Fields(ctr("containers", "ls", "-q")) {
 			ctr("containers", "rm", id)
 		}
-		_ = c.daemon.Process.Signal(syscall.SIGTERM)
+		// The process group: containerd, or in systemd's namespaces nsenter and containerd
+		// (nsenter passes no signal on).
+		pgid := c.daemon.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		deadline := time.Now().Add(10 * time.Second)
+		for syscall.Kill(-pgid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
 		select {
 		case <-c.done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(time.Until(deadline)):
+		}
+		if syscall.Kill(-pgid, 0) == nil {
 			t.Errorf("containerd did not stop on SIGTERM")
-			_ = c.daemon.Process.Kill()
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
 			<-c.done
 		}
 	}
