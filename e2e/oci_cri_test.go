@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -99,7 +100,20 @@ func writePauseArchive(t *testing.T, path string) {
 	}
 }
 
-func TestContainerdCRI(t *testing.T) {
+func TestContainerdCRI(t *testing.T) { testContainerdCRI(t, false) }
+
+// The same on a systemd host with `SystemdCgroup = true` for both handlers, as a kubelet
+// with the systemd cgroup driver has it: containerd in the namespaces of a systemd the
+// test boots (harness.BootSystemd), the pods' cgroup_parent a slice, each container a
+// scope unit cri-containerd-ID.scope in it.
+func TestContainerdCRISystemd(t *testing.T) {
+	if resV2 {
+		t.Skip("written for cgroup v1 and hybrid hosts (it reads the v1 memory file)")
+	}
+	testContainerdCRI(t, true)
+}
+
+func testContainerdCRI(t *testing.T, withSystemd bool) {
 	s := h.Begin(t)
 	defer s.Done()
 	crictl := findCrictl(t)
@@ -123,16 +137,33 @@ func TestContainerdCRI(t *testing.T) {
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "` + runc + `"
         Root = "DIR/runc"
-        SystemdCgroup = false
+        SystemdCgroup = SYSTEMD
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kerr]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kerr.options]
         BinaryName = "` + kerrRunc + `"
         Root = "DIR/kerr"
-        SystemdCgroup = false
+        SystemdCgroup = SYSTEMD
 `
-	c := newContainerd(t, s, "k8s.io", extra)
+	extra = strings.ReplaceAll(extra, "SYSTEMD", fmt.Sprint(withSystemd))
+	var sd *harness.Systemd
+	if withSystemd {
+		var err error
+		if sd, err = harness.BootSystemd(s.Mkdir(h.Root, "systemd")); err != nil {
+			t.Fatalf("boot systemd: %v", err)
+		}
+		// Registered first, so that it runs after containerd's cleanup.
+		t.Cleanup(func() {
+			if err := sd.Close(); err != nil {
+				t.Errorf("stop systemd: %v", err)
+			}
+		})
+	}
+	c := newContainerdIn(t, s, "k8s.io", extra, sd)
 	c.cgroup = fmt.Sprintf("/kerr-e2e-cri-%d", os.Getpid())
+	if withSystemd {
+		c.cgroup = "kerr-e2e-cri.slice" // systemd's /kerr.slice/kerr-e2e.slice/kerr-e2e-cri.slice
+	}
 	pauseTar := filepath.Join(s.Dir(h.Root), "pause.tar")
 	writePauseArchive(t, pauseTar)
 	c.ctr("images", "import", "--snapshotter", "native", "--base-name", "localhost/kerr-e2e-pause", pauseTar).OK(t)
@@ -197,6 +228,17 @@ func TestContainerdCRI(t *testing.T) {
 		limit := filepath.Join("/sys/fs/cgroup/memory", c.cgroup, cid, "memory.limit_in_bytes")
 		if _, err := os.Stat("/sys/fs/cgroup/memory"); err != nil { // cgroup v2 alone
 			limit = filepath.Join("/sys/fs/cgroup", c.cgroup, cid, "memory.max")
+		}
+		if withSystemd {
+			unit := "cri-containerd-" + cid + ".scope"
+			limit = sd.CgroupDir("memory", "/kerr.slice/kerr-e2e.slice/kerr-e2e-cri.slice/"+unit+"/memory.limit_in_bytes")
+			a := sd.Argv("systemctl", "show", unit, "-p", "ActiveState", "-p", "Slice", "-p", "MemoryLimit")
+			r := s.Exec(h.Root, harness.Opts{}, a[0], a[1:]...).OK(t)
+			got := strings.Fields(r.Stdout)
+			slices.Sort(got)
+			if strings.Join(got, " ") != "ActiveState=active MemoryLimit=67108864 Slice=kerr-e2e-cri.slice" {
+				t.Errorf("%s: the container's unit %s after crictl update --memory 67108864:\n%s", handler, unit, r.Stdout)
+			}
 		}
 		if b, err := os.ReadFile(limit); err != nil || strings.TrimSpace(string(b)) != "67108864" {
 			t.Errorf("%s: after crictl update --memory 67108864 the cgroup's limit is %q (%v)", handler, b, err)
