@@ -240,13 +240,26 @@ func TestOCISystemdDriver(t *testing.T) {
 	if p := e.show(unit, "MemoryLimit", "TasksMax"); p["MemoryLimit"] != "134217728" || p["TasksMax"] != "60" {
 		t.Errorf("unit properties after update: %v, want MemoryLimit=134217728 TasksMax=60", p)
 	}
+	// An update the kernel refuses (a memory limit below what tmpfs holds: EBUSY) leaves
+	// the unit's property as it was too, so that a reload does not bring it back.
+	e.oci("exec", id, "/bin/sh", "-c", "head -c 8388608 /dev/zero > /dev/shm/hold").OK(t)
+	r := e.oci("update", "--memory", "4194304", id)
+	if r.Fails(t, 1) && !strings.Contains(r.Stderr, "previous limits are back") {
+		t.Errorf("an update below the memory in use: want the previous limits back:\n%s", r)
+	}
+	e.in("systemctl", "daemon-reload").OK(t)
+	files("after a refused update and a reload", map[string]string{mem: "134217728"})
+	if p := e.show(unit, "MemoryLimit"); p["MemoryLimit"] != "134217728" {
+		t.Errorf("unit property after a refused update: %v, want MemoryLimit=134217728", p)
+	}
+	e.oci("exec", id, "/bin/rm", "/dev/shm/hold").OK(t)
 	e.oci("pause", id).OK(t)
 	e.waitStatus(id, "paused")
 	e.oci("resume", id).OK(t)
 	e.waitStatus(id, "running")
 	// A second container on the same cgroupsPath is refused; the first one runs on.
 	e.edit(func(sp *specs.Spec) { sp.Linux.CgroupsPath = "system.slice:kerr:" + id })
-	r := e.oci("create", "-b", e.bundle, id+"-b")
+	r = e.oci("create", "-b", e.bundle, id+"-b")
 	if r.Fails(t, 1) && !strings.Contains(r.Stderr, "already holds") {
 		t.Errorf("a second container in %s: want the error to say the cgroup holds processes:\n%s", unit, r)
 	}

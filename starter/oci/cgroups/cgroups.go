@@ -434,9 +434,9 @@ func (m *Manager) join(pid int) error {
 //
 // If the kernel refuses a limit, Set writes back every limit file it had changed before
 // and returns the kernel's error: the cgroup is as it was (unless putting it back failed
-// too, which the error then says). With the systemd driver, systemd may have taken the
-// new properties by then, and would write them again at its next daemon-reload; systemd
-// refuses most values the kernel would, before anything changes.
+// too, which the error then says). With the systemd driver the files are written first,
+// and systemd is asked only once the kernel has taken them: a refused limit never becomes
+// a property of the unit, which systemd would write again at its next reload.
 //
 // Privileges: root.
 func (m *Manager) Set(r *specs.LinuxResources) error {
@@ -495,6 +495,14 @@ func (m *Manager) set(r *specs.LinuxResources) error {
 		return nil
 	}
 	conv := toLibResources(r, m.v2, m.systemd)
+	if m.systemd {
+		// The kernel first, through the cgroup files: a limit it refuses then never
+		// reaches systemd, which would keep it as the unit's property and write it again
+		// at its next reload, after update has put the old one back.
+		if err := m.setFiles(conv); err != nil {
+			return fmt.Errorf("cgroups: set limits on %s: %w", m.path, err)
+		}
+	}
 	if err := m.lib.Set(conv); err != nil {
 		return fmt.Errorf("cgroups: set limits on %s: %w", m.path, err)
 	}
@@ -510,6 +518,24 @@ func (m *Manager) set(r *specs.LinuxResources) error {
 		}
 	}
 	return nil
+}
+
+// setFiles writes r to the cgroup's files only, through the library's cgroupfs managers
+// over the same directories (the systemd driver's first step in set).
+func (m *Manager) setFiles(r *ocg.Resources) error {
+	cfg := &ocg.Cgroup{Resources: r}
+	if m.v2 {
+		fsm, err := fs2.NewManager(cfg, m.paths[""])
+		if err != nil {
+			return err
+		}
+		return fsm.Set(r)
+	}
+	fsm, err := libfs.NewManager(cfg, m.paths)
+	if err != nil {
+		return err
+	}
+	return fsm.Set(r)
 }
 
 // dir is the directory of controller (the v2 directory on v2 hosts).
