@@ -23,32 +23,8 @@ func TestContainerdSystemdCgroup(t *testing.T) {
 	}
 	s := h.Begin(t)
 	defer s.Done()
-	sd, err := harness.BootSystemd(s.Mkdir(h.Root, "systemd"))
-	if err != nil {
-		t.Fatalf("boot systemd: %v", err)
-	}
-	// Registered first, so that it runs after containerd's cleanup.
-	t.Cleanup(func() {
-		if err := sd.Close(); err != nil {
-			t.Errorf("stop systemd: %v", err)
-		}
-	})
+	sd := bootSystemd(t, s) // its cleanup is registered first: it runs after containerd's
 	c := newContainerdIn(t, s, containerdNS(), "", sd)
-	show := func(unit string, props ...string) map[string]string {
-		t.Helper()
-		args := []string{"systemctl", "show", unit}
-		for _, p := range props {
-			args = append(args, "-p", p)
-		}
-		a := sd.Argv(args...)
-		out := map[string]string{}
-		for l := range strings.SplitSeq(s.Exec(h.Root, harness.Opts{}, a[0], a[1:]...).OK(t).Stdout, "\n") {
-			if k, v, ok := strings.Cut(l, "="); ok {
-				out[k] = v
-			}
-		}
-		return out
-	}
 	run := func(runtime, id string, flags []string, cmd ...string) harness.Result {
 		flags = append([]string{"--runc-systemd-cgroup", "--cgroup", "kerr-e2e.slice:ctr:" + id}, flags...)
 		return c.run(runtime, flags, id, cmd...)
@@ -69,14 +45,14 @@ func TestContainerdSystemdCgroup(t *testing.T) {
 				!strings.Contains(r.Stdout, "memory:/kerr.slice/kerr-e2e.slice/"+unit) {
 				t.Fatalf("ctr run --rm: want the process in /kerr.slice/kerr-e2e.slice/%s:\n%s", unit, r)
 			}
-			if p := show(unit, "LoadState"); p["LoadState"] != "not-found" {
+			if p := unitProps(t, sd, unit, "LoadState"); p["LoadState"] != "not-found" {
 				t.Errorf("unit %s after run --rm: %v, want not-found", unit, p)
 			}
 			// A limit from ctr, in systemd's properties and in the cgroup; kill and delete.
 			id = "sd-" + name + "-2"
 			unit = "ctr-" + id + ".scope"
 			run(runtime, id, []string{"-d", "--memory-limit", "67108864"}, "sleep", "600").OK(t)
-			if p := show(unit, "ActiveState", "MemoryLimit", "Slice"); p["ActiveState"] != "active" || p["MemoryLimit"] != "67108864" || p["Slice"] != "kerr-e2e.slice" {
+			if p := unitProps(t, sd, unit, "ActiveState", "MemoryLimit", "Slice"); p["ActiveState"] != "active" || p["MemoryLimit"] != "67108864" || p["Slice"] != "kerr-e2e.slice" {
 				t.Errorf("unit %s of a running task: %v, want active, MemoryLimit=67108864, Slice=kerr-e2e.slice", unit, p)
 			}
 			a := sd.Argv("cat", "/sys/fs/cgroup/memory/kerr.slice/kerr-e2e.slice/"+unit+"/memory.limit_in_bytes")
@@ -86,7 +62,7 @@ func TestContainerdSystemdCgroup(t *testing.T) {
 			c.ctr("tasks", "kill", "--signal", "SIGKILL", id).OK(t)
 			c.ctr("tasks", "delete", id).OK(t)
 			c.ctr("containers", "rm", id).OK(t)
-			if p := show(unit, "LoadState"); p["LoadState"] != "not-found" {
+			if p := unitProps(t, sd, unit, "LoadState"); p["LoadState"] != "not-found" {
 				t.Errorf("unit %s after delete: %v, want not-found", unit, p)
 			}
 		})

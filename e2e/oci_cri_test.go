@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -148,16 +147,7 @@ func testContainerdCRI(t *testing.T, withSystemd bool) {
 	extra = strings.ReplaceAll(extra, "SYSTEMD", fmt.Sprint(withSystemd))
 	var sd *harness.Systemd
 	if withSystemd {
-		var err error
-		if sd, err = harness.BootSystemd(s.Mkdir(h.Root, "systemd")); err != nil {
-			t.Fatalf("boot systemd: %v", err)
-		}
-		// Registered first, so that it runs after containerd's cleanup.
-		t.Cleanup(func() {
-			if err := sd.Close(); err != nil {
-				t.Errorf("stop systemd: %v", err)
-			}
-		})
+		sd = bootSystemd(t, s) // its cleanup is registered first: it runs after containerd's
 	}
 	c := newContainerdIn(t, s, "k8s.io", extra, sd)
 	c.cgroup = fmt.Sprintf("/kerr-e2e-cri-%d", os.Getpid())
@@ -232,12 +222,9 @@ func testContainerdCRI(t *testing.T, withSystemd bool) {
 		if withSystemd {
 			unit := "cri-containerd-" + cid + ".scope"
 			limit = sd.CgroupDir("memory", "/kerr.slice/kerr-e2e.slice/kerr-e2e-cri.slice/"+unit+"/memory.limit_in_bytes")
-			a := sd.Argv("systemctl", "show", unit, "-p", "ActiveState", "-p", "Slice", "-p", "MemoryLimit")
-			r := s.Exec(h.Root, harness.Opts{}, a[0], a[1:]...).OK(t)
-			got := strings.Fields(r.Stdout)
-			slices.Sort(got)
-			if strings.Join(got, " ") != "ActiveState=active MemoryLimit=67108864 Slice=kerr-e2e-cri.slice" {
-				t.Errorf("%s: the container's unit %s after crictl update --memory 67108864:\n%s", handler, unit, r.Stdout)
+			if p := unitProps(t, sd, unit, "ActiveState", "Slice", "MemoryLimit"); p["ActiveState"] != "active" ||
+				p["Slice"] != "kerr-e2e-cri.slice" || p["MemoryLimit"] != "67108864" {
+				t.Errorf("%s: the container's unit %s after crictl update --memory 67108864: %v", handler, unit, p)
 			}
 		}
 		if b, err := os.ReadFile(limit); err != nil || strings.TrimSpace(string(b)) != "67108864" {

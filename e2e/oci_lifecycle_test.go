@@ -42,16 +42,26 @@ type ociEnv struct {
 	sif    string
 	bundle string
 	root   string
+	// sd, when set, is the systemd that kerr runs under (in its namespaces), with
+	// --systemd-cgroup (oci_systemd_test.go).
+	sd *harness.Systemd
 }
 
 // newOCIEnv mounts the busybox SIF as a bundle and sets its process to args (a shell that
 // stops on SIGTERM when args is nil), through edit for other changes.
 func newOCIEnv(t *testing.T, s *harness.Session, args []string, edit func(*specs.Spec)) *ociEnv {
 	t.Helper()
-	e := &ociEnv{s: s, sif: pullBusyboxSIF(t, s)}
+	return newOCIEnvIn(t, s, args, edit, nil)
+}
+
+// newOCIEnvIn is newOCIEnv with kerr run in sd's namespaces when sd is not nil (the bundle
+// is mounted there too).
+func newOCIEnvIn(t *testing.T, s *harness.Session, args []string, edit func(*specs.Spec), sd *harness.Systemd) *ociEnv {
+	t.Helper()
+	e := &ociEnv{s: s, sif: pullBusyboxSIF(t, s), sd: sd}
 	e.bundle = filepath.Join(s.Dir(h.Root), "bundle")
 	e.root = filepath.Join(s.Dir(h.Root), "state")
-	s.Run(h.Root, "oci", "mount", e.sif, e.bundle).OK(t)
+	e.kerr("oci", "mount", e.sif, e.bundle).OK(t)
 	if args == nil {
 		args = []string{"/bin/sh", "-c", "trap 'exit 143' TERM; while :; do sleep 1 & wait $!; done"}
 	}
@@ -84,9 +94,21 @@ func (e *ociEnv) editSpec(t *testing.T, edit func(*specs.Spec)) {
 	}
 }
 
-// oci runs `kerr oci --root ROOT args...` as root.
+// oci runs `kerr oci --root ROOT args...` as root (with --systemd-cgroup under systemd).
 func (e *ociEnv) oci(args ...string) harness.Result {
-	return e.s.Run(h.Root, append([]string{"oci", "--root", e.root}, args...)...)
+	if e.sd != nil {
+		return e.kerr(append([]string{"oci", "--systemd-cgroup", "--root", e.root}, args...)...)
+	}
+	return e.kerr(append([]string{"oci", "--root", e.root}, args...)...)
+}
+
+// kerr runs the installed kerr as root, in systemd's namespaces when the env has one.
+func (e *ociEnv) kerr(args ...string) harness.Result {
+	if e.sd == nil {
+		return e.s.Run(h.Root, args...)
+	}
+	a := e.sd.Argv(append([]string{filepath.Join(h.Prefix, "bin", "kerr")}, args...)...)
+	return e.s.Exec(h.Root, harness.Opts{}, a[0], a[1:]...)
 }
 
 func (e *ociEnv) state(t *testing.T, id string) ociState {

@@ -95,8 +95,9 @@ func (e *ociEnv) resCleanup() {
 	for _, ent := range ents {
 		e.oci("delete", "--force", ent.Name())
 	}
-	if _, mounted := harness.MountAt(filepath.Join(e.bundle, "rootfs")); mounted {
-		e.s.Run(h.Root, "oci", "umount", e.bundle)
+	// Under systemd the bundle is mounted in its mount namespace, out of sight here.
+	if _, mounted := harness.MountAt(filepath.Join(e.bundle, "rootfs")); mounted || e.sd != nil {
+		e.kerr("oci", "umount", e.bundle)
 	}
 }
 
@@ -180,7 +181,7 @@ func (e *ociEnv) resUmount(t *testing.T) {
 	if ents, err := os.ReadDir(e.root); err == nil && len(ents) > 0 {
 		t.Errorf("leak: the state root still holds %d entries", len(ents))
 	}
-	e.s.Run(h.Root, "oci", "umount", e.bundle).OK(t)
+	e.kerr("oci", "umount", e.bundle).OK(t)
 	released(t, e.sif, e.s.Base())
 }
 

@@ -126,6 +126,25 @@ func (sd *Systemd) Argv(argv ...string) []string {
 	return append([]string{"/bin/sh", sd.enter}, argv...)
 }
 
+// Properties returns systemd's properties props of unit (`systemctl show -p`).
+func (sd *Systemd) Properties(unit string, props ...string) (map[string]string, error) {
+	argv := sd.Argv("systemctl", "show", unit)
+	for _, p := range props {
+		argv = append(argv, "-p", p)
+	}
+	out, err := exec.Command(argv[0], argv[1:]...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("systemctl show %s: %w", unit, err)
+	}
+	m := map[string]string{}
+	for l := range strings.SplitSeq(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			m[k] = v
+		}
+	}
+	return m, nil
+}
+
 // CgroupDir is the host path of cgroup (as systemd names it: "/system.slice/x.scope") in
 // the hierarchy mounted at /sys/fs/cgroup/HIER ("" for a unified cgroup v2 host).
 func (sd *Systemd) CgroupDir(hier, cgroup string) string {
