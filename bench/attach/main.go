@@ -171,22 +171,19 @@ func (b *bench) command(v, w, id, logPath, countFile string) []string {
 		b.busybox, b.workloadScript(w, b.busybox+" "), countFile}
 }
 
+// busyboxApplets are the symlinks the bundles' rootfs needs: the processes' commands.
+var busyboxApplets = []string{"sh", "head", "dd", "yes", "sleep", "true"}
+
 // run sets up, measures and reports. failed says that some measurement failed (the report
 // says which) although the benchmark ran.
 func run(ctx context.Context, c config) (failed bool, err error) {
-	tools := map[string]string{}
-	for _, t := range []string{"runc", "bash", "cat", "wc", "make"} {
-		p, err := exec.LookPath(t)
-		if err != nil {
-			return false, fmt.Errorf("%s is needed (Debian: runc bash coreutils make; runc for `runc spec`): %w", t, err)
-		}
-		tools[t] = p
-	}
-	busybox, err := exec.LookPath("busybox")
+	tools, err := harness.LookTools([]string{"runc", "bash", "cat", "wc", "make"},
+		"Debian: runc bash coreutils make; runc for `runc spec`")
 	if err != nil {
-		return false, fmt.Errorf("busybox is needed (Debian: busybox-static): %w", err)
+		return false, err
 	}
-	if err := harness.CheckStatic(busybox); err != nil {
+	busybox, err := harness.StaticBusybox()
+	if err != nil {
 		return false, err
 	}
 	repo, err := harness.RepoRoot()
@@ -196,23 +193,16 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if c.out == "" {
 		c.out = filepath.Join(repo, "bench", "out", "attach.json")
 	}
-	if c.work == "" {
-		if c.work, err = os.MkdirTemp("", "kerr-bench-attach-"); err != nil {
-			return false, err
-		}
-		if !c.keep {
-			defer os.RemoveAll(c.work)
-		}
-	} else if err := os.MkdirAll(c.work, 0o700); err != nil {
+	var done func()
+	if c.work, done, err = harness.ScratchDir(c.work, "", "kerr-bench-attach-", c.keep); err != nil {
 		return false, err
 	}
-	if c.work, err = filepath.Abs(c.work); err != nil {
+	defer done()
+	prefix, err := harness.Installed(ctx, repo, c.work, c.prefix, "kerr")
+	if err != nil {
 		return false, err
 	}
-	if err := harness.CheckScratch(c.work); err != nil {
-		return false, err
-	}
-	kerr, err := install(ctx, repo, c.work, c.prefix)
+	kerr, err := harness.Binary(prefix, "kerr")
 	if err != nil {
 		return false, err
 	}
@@ -240,7 +230,7 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 			args = []string{"/bin/sleep", "3600"}
 		}
 		b.bundles[w] = filepath.Join(runDir, "bundle-"+w)
-		if err := makeBundle(ctx, b.bundles[w], busybox, tools["runc"], args); err != nil {
+		if err := harness.MakeBundle(ctx, b.bundles[w], busybox, tools["runc"], busyboxApplets, args); err != nil {
 			return false, err
 		}
 	}

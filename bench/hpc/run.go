@@ -25,19 +25,13 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	tools := map[string]string{}
-	for _, t := range []string{"runc", "crun", "unshare", "true", "make", "git", "tar", "useradd", "usermod", "userdel"} {
-		p, err := exec.LookPath(t)
-		if err != nil {
-			return false, fmt.Errorf("%s is needed (Debian: runc crun util-linux coreutils make git tar passwd): %w", t, err)
-		}
-		tools[t] = p
-	}
-	busybox, err := exec.LookPath("busybox")
+	tools, err := harness.LookTools([]string{"runc", "crun", "unshare", "true", "make", "git", "tar", "useradd", "usermod", "userdel"},
+		"Debian: runc crun util-linux coreutils make git tar passwd")
 	if err != nil {
-		return false, fmt.Errorf("busybox is needed (Debian: busybox-static): %w", err)
+		return false, err
 	}
-	if err := harness.CheckStatic(busybox); err != nil {
+	busybox, err := harness.StaticBusybox()
+	if err != nil {
 		return false, err
 	}
 	root, err := harness.RepoRoot()
@@ -47,24 +41,13 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if c.out == "" {
 		c.out = filepath.Join(root, "bench", "out", "hpc.json")
 	}
-	if c.work == "" {
-		if c.work, err = os.MkdirTemp(defaultWorkParent, "kerr-bench-hpc-"); err != nil {
-			return false, err
-		}
-		if !c.keep {
-			defer harness.RemoveUnmounted(c.work)
-		}
-	} else if err := os.MkdirAll(c.work, 0o755); err != nil {
+	var done func()
+	if c.work, done, err = harness.ScratchDir(c.work, defaultWorkParent, "kerr-bench-hpc-", c.keep); err != nil {
 		return false, err
 	}
-	if c.work, err = filepath.Abs(c.work); err != nil {
-		return false, err
-	}
+	defer done()
 	// The account reaches kerr, its home and the images through it.
 	if err := os.Chmod(c.work, 0o755); err != nil {
-		return false, err
-	}
-	if err := harness.CheckScratch(c.work); err != nil {
 		return false, err
 	}
 	for _, d := range []string{os.TempDir(), "/tmp", "/var/tmp"} {

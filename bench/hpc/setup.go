@@ -28,7 +28,6 @@ const nsEnv = "KERR_BENCH_HPC_NS"
 func install(ctx context.Context, root, work string, c config) (kerr, source string, err error) {
 	prefix := c.prefix
 	if prefix == "" {
-		prefix = filepath.Join(work, "prefix")
 		src := root
 		head, err := gitOut(ctx, root, "rev-parse", "--short=12", "HEAD")
 		if err != nil {
@@ -46,36 +45,14 @@ func install(ctx context.Context, root, work string, c config) (kerr, source str
 				return "", "", err
 			}
 		}
-		build := filepath.Join(work, "build")
-		logPath := filepath.Join(work, "build.log")
-		harness.Logf("building %s and installing it into %s (log: %s)", source, prefix, logPath)
-		lf, err := os.Create(logPath)
-		if err != nil {
+		if prefix, err = harness.Installed(ctx, src, work, "", source); err != nil {
 			return "", "", err
-		}
-		defer lf.Close()
-		for _, argv := range [][]string{
-			{"./mconfig", "--prefix=" + prefix, "-b", build},
-			{"make", "-C", build, "install"},
-		} {
-			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-			cmd.Dir = src
-			cmd.Stdout, cmd.Stderr = lf, lf
-			if err := cmd.Run(); err != nil {
-				return "", "", fmt.Errorf("%s: %w (see %s)", strings.Join(argv, " "), err, logPath)
-			}
 		}
 	} else {
 		source = "installed in " + prefix
 	}
-	kerr, err = filepath.Abs(filepath.Join(prefix, "bin", "kerr"))
-	if err != nil {
-		return "", "", err
-	}
-	if _, err := os.Stat(kerr); err != nil {
-		return "", "", fmt.Errorf("no kerr in %s: %w", prefix, err)
-	}
-	return kerr, source, nil
+	kerr, err = harness.Binary(prefix, "kerr")
+	return kerr, source, err
 }
 
 func gitOut(ctx context.Context, dir string, args ...string) (string, error) {

@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sync"
@@ -100,19 +99,13 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	tools := map[string]string{}
-	for _, t := range []string{"runc", "crun", "time", "unshare", "make", "true"} {
-		p, err := exec.LookPath(t)
-		if err != nil {
-			return false, fmt.Errorf("%s is needed (Debian: runc crun time util-linux make): %w", t, err)
-		}
-		tools[t] = p
-	}
-	busybox, err := exec.LookPath("busybox")
+	tools, err := harness.LookTools([]string{"runc", "crun", "time", "unshare", "make", "true"},
+		"Debian: runc crun time util-linux make")
 	if err != nil {
-		return false, fmt.Errorf("busybox is needed (Debian: busybox-static): %w", err)
+		return false, err
 	}
-	if err := harness.CheckStatic(busybox); err != nil {
+	busybox, err := harness.StaticBusybox()
+	if err != nil {
 		return false, err
 	}
 	root, err := harness.RepoRoot()
@@ -122,22 +115,11 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 	if c.out == "" {
 		c.out = filepath.Join(root, "bench", "out", "lifecycle.json")
 	}
-	if c.work == "" {
-		if c.work, err = os.MkdirTemp("", "kerr-bench-lifecycle-"); err != nil {
-			return false, err
-		}
-		if !c.keep {
-			defer harness.RemoveUnmounted(c.work)
-		}
-	} else if err := os.MkdirAll(c.work, 0o700); err != nil {
+	var done func()
+	if c.work, done, err = harness.ScratchDir(c.work, "", "kerr-bench-lifecycle-", c.keep); err != nil {
 		return false, err
 	}
-	if c.work, err = filepath.Abs(c.work); err != nil {
-		return false, err
-	}
-	if err := harness.CheckScratch(c.work); err != nil {
-		return false, err
-	}
+	defer done()
 	kerr, err := install(ctx, root, c.work, c.prefix)
 	if err != nil {
 		return false, err
@@ -158,11 +140,11 @@ func run(ctx context.Context, c config) (failed bool, err error) {
 		defer harness.RemoveUnmounted(runDir)
 	}
 	bundles := map[string]string{"true": filepath.Join(runDir, "bundle-true"), "sleep": filepath.Join(runDir, "bundle-sleep")}
-	if err := makeBundle(ctx, bundles["true"], busybox, tools["runc"], []string{"/bin/true"}); err != nil {
+	if err := harness.MakeBundle(ctx, bundles["true"], busybox, tools["runc"], busyboxApplets, []string{"/bin/true"}); err != nil {
 		return false, err
 	}
 	// Runs until killed: for kill, a running state and the monitor's RSS while it waits.
-	if err := makeBundle(ctx, bundles["sleep"], busybox, tools["runc"], []string{"/bin/sleep", "3600"}); err != nil {
+	if err := harness.MakeBundle(ctx, bundles["sleep"], busybox, tools["runc"], busyboxApplets, []string{"/bin/sleep", "3600"}); err != nil {
 		return false, err
 	}
 	rep := newReport(c, hostInfo(kerr, tools, busybox))

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -118,25 +116,6 @@ func parseBusy(stat string) float64 {
 		ticks += n
 	}
 	return float64(ticks) / 100 // USER_HZ
-}
-
-// editSpec turns the config.json that `runc spec` wrote into the benchmark's: no terminal,
-// args as given, everything else as runc made it (decoded as generic JSON, so that no
-// field the spec types here do not know is lost).
-func editSpec(spec []byte, args []string) ([]byte, error) {
-	var c map[string]any
-	d := json.NewDecoder(bytes.NewReader(spec))
-	d.UseNumber()
-	if err := d.Decode(&c); err != nil {
-		return nil, fmt.Errorf("config.json: %w", err)
-	}
-	p, ok := c["process"].(map[string]any)
-	if !ok {
-		return nil, errors.New("config.json has no process object")
-	}
-	p["terminal"] = false
-	p["args"] = args
-	return json.MarshalIndent(c, "", "\t")
 }
 
 // order is the order in which the n variants go in repetition i: rotated by i, so that

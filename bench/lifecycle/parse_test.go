@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 )
 
@@ -150,42 +149,6 @@ func TestParseBusy(t *testing.T) {
 	}
 	if got := parseBusy(""); got != 0 {
 		t.Errorf("parseBusy(\"\") = %v, want 0", got)
-	}
-}
-
-func TestEditSpec(t *testing.T) {
-	// An excerpt of what `runc spec` writes, with a field no spec type here knows.
-	in := `{
-	"ociVersion": "1.0.2-dev",
-	"process": {"terminal": true, "user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/",
-		"rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]},
-	"root": {"path": "rootfs", "readonly": true},
-	"linux": {"namespaces": [{"type": "pid"}, {"type": "network"}], "maskedPaths": ["/proc/kcore"]},
-	"x-unknown": {"big": 18446744073709551615}
-}`
-	out, err := editSpec([]byte(in), []string{"/bin/sleep", "3600"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got, want map[string]any
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatal(err)
-	}
-	json.Unmarshal([]byte(in), &want)
-	want["process"].(map[string]any)["terminal"] = false
-	want["process"].(map[string]any)["args"] = []any{"/bin/sleep", "3600"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("editSpec:\n%s\nwant the input with terminal false and the args", out)
-	}
-	// Numbers keep their digits (no float64 round trip).
-	if !strings.Contains(string(out), "18446744073709551615") {
-		t.Errorf("editSpec changed a large number:\n%s", out)
-	}
-
-	for _, bad := range []string{`[]`, `{"process": "x"}`, `{}`, `{`} {
-		if _, err := editSpec([]byte(bad), []string{"/bin/true"}); err == nil {
-			t.Errorf("editSpec(%s): no error", bad)
-		}
 	}
 }
 

@@ -102,25 +102,17 @@ func run(ctx context.Context, c config) error {
 	if c.out == "" {
 		c.out = filepath.Join(root, "bench", "out", "mount.json")
 	}
-	if c.work == "" {
-		// Outside the source tree: `go test ./...` must not see a tree that changes under it.
-		if c.work, err = os.MkdirTemp("", "kerr-bench-mount-"); err != nil {
-			return err
-		}
-		if !c.keep {
-			defer harness.RemoveUnmounted(c.work)
-		}
-	} else if err := os.MkdirAll(c.work, 0o700); err != nil {
+	var done func()
+	if c.work, done, err = harness.ScratchDir(c.work, "", "kerr-bench-mount-", c.keep); err != nil {
 		return err
 	}
-	if c.work, err = filepath.Abs(c.work); err != nil {
-		return err
-	}
-	if err := harness.CheckScratch(c.work); err != nil {
-		return err
-	}
+	defer done()
 
-	kerr, err := install(ctx, root, c)
+	prefix, err := harness.Installed(ctx, root, c.work, c.prefix, "kerr")
+	if err != nil {
+		return err
+	}
+	kerr, err := harness.Binary(prefix, "kerr")
 	if err != nil {
 		return err
 	}
@@ -178,38 +170,4 @@ func run(ctx context.Context, c config) error {
 	rep.printTable(os.Stdout)
 
 	return harness.WriteReport(c.out, rep)
-}
-
-// install returns the kerr binary to measure: the one in -prefix, or one configured and
-// installed into the scratch dir (the starter's path is fixed at build time, so `oci mount`
-// needs an install, not a bare binary).
-func install(ctx context.Context, root string, c config) (string, error) {
-	prefix := c.prefix
-	if prefix == "" {
-		prefix = filepath.Join(c.work, "prefix")
-		build := filepath.Join(c.work, "build")
-		logPath := filepath.Join(c.work, "build.log")
-		harness.Logf("building and installing kerr into %s (log: %s)", prefix, logPath)
-		lf, err := os.Create(logPath)
-		if err != nil {
-			return "", err
-		}
-		defer lf.Close()
-		for _, argv := range [][]string{
-			{"./mconfig", "--prefix=" + prefix, "-b", build},
-			{"make", "-C", build, "install"},
-		} {
-			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-			cmd.Dir = root
-			cmd.Stdout, cmd.Stderr = lf, lf
-			if err := cmd.Run(); err != nil {
-				return "", fmt.Errorf("%s: %w (see %s)", strings.Join(argv, " "), err, logPath)
-			}
-		}
-	}
-	kerr := filepath.Join(prefix, "bin", "kerr")
-	if _, err := os.Stat(kerr); err != nil {
-		return "", fmt.Errorf("no kerr in %s: %w", prefix, err)
-	}
-	return kerr, nil
 }

@@ -2,9 +2,11 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -148,5 +150,92 @@ func TestWriteReport(t *testing.T) {
 	want := "{\n  \"host\": {\n    \"cpus\": 2,\n    \"kernel\": \"\",\n    \"go\": \"\",\n    \"tools\": {}\n  }\n}\n"
 	if string(b) != want {
 		t.Errorf("WriteReport wrote %q, want %q", b, want)
+	}
+}
+
+func TestEditSpec(t *testing.T) {
+	// An excerpt of what `runc spec` writes, with a field no spec type here knows.
+	in := `{
+	"ociVersion": "1.0.2-dev",
+	"process": {"terminal": true, "user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/",
+		"rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]},
+	"root": {"path": "rootfs", "readonly": true},
+	"linux": {"namespaces": [{"type": "pid"}, {"type": "network"}], "maskedPaths": ["/proc/kcore"]},
+	"x-unknown": {"big": 18446744073709551615}
+}`
+	out, err := EditSpec([]byte(in), []string{"/bin/sleep", "3600"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want map[string]any
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal([]byte(in), &want)
+	want["process"].(map[string]any)["terminal"] = false
+	want["process"].(map[string]any)["args"] = []any{"/bin/sleep", "3600"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("EditSpec:\n%s\nwant the input with terminal false and the args", out)
+	}
+	// Numbers keep their digits (no float64 round trip).
+	if !strings.Contains(string(out), "18446744073709551615") {
+		t.Errorf("EditSpec changed a large number:\n%s", out)
+	}
+
+	for _, bad := range []string{`[]`, `{"process": "x"}`, `{}`, `{`} {
+		if _, err := EditSpec([]byte(bad), []string{"/bin/true"}); err == nil {
+			t.Errorf("EditSpec(%s): no error", bad)
+		}
+	}
+}
+
+// LookTools names the missing tool and what installs it; ScratchDir makes a checked,
+// absolute directory and removes it when done, unless kept, and leaves a given one.
+func TestLookToolsAndScratchDir(t *testing.T) {
+	if _, err := LookTools([]string{"sh", "kerr-no-such-tool"}, "Debian: nothing"); err == nil ||
+		!strings.Contains(err.Error(), "kerr-no-such-tool is needed (Debian: nothing)") {
+		t.Errorf("LookTools with a missing tool: %v", err)
+	}
+	tools, err := LookTools([]string{"sh"}, "")
+	if err != nil || !filepath.IsAbs(tools["sh"]) {
+		t.Errorf("LookTools(sh) = %v, %v", tools, err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("CheckScratch wants root-owned directories")
+	}
+	parent := t.TempDir()
+	dir, done, err := ScratchDir("", parent, "scratch-", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(dir) || filepath.Dir(dir) != parent {
+		t.Errorf("ScratchDir made %s, want a directory in %s", dir, parent)
+	}
+	done()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("done left %s (%v)", dir, err)
+	}
+	kept, done, err := ScratchDir("", parent, "scratch-", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done()
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("done removed a kept %s: %v", kept, err)
+	}
+	given := filepath.Join(parent, "given")
+	got, done, err := ScratchDir(given, "", "unused-", false)
+	if err != nil || got != given {
+		t.Fatalf("ScratchDir(%s) = %s, %v", given, got, err)
+	}
+	done()
+	if _, err := os.Stat(given); err != nil {
+		t.Errorf("done removed a given directory: %v", err)
+	}
+	if err := os.Chmod(given, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ScratchDir(given, "", "unused-", false); err == nil {
+		t.Error("ScratchDir accepted a world-writable directory")
 	}
 }
