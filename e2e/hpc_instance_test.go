@@ -12,6 +12,7 @@ import (
 
 	"github.com/kerr-hpc/kerr/e2e/internal/harness"
 	"github.com/kerr-hpc/kerr/rpc/native"
+	"github.com/kerr-hpc/kerr/rpc/procstat"
 )
 
 // instanceRecordDir is where kerr keeps profile p's instance records on this host.
@@ -101,7 +102,7 @@ func TestHPCInstanceForgedRecordIsRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	self, err := native.ProcStartTime(os.Getpid())
+	self, err := procstat.StartTime(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func TestHPCInstanceForgedRecordIsRefused(t *testing.T) {
 	// And stop cannot touch root's instance through a forged record.
 	s.Run(h.User, "instance", "stop", "rootinst")
 	time.Sleep(200 * time.Millisecond)
-	if !native.ProcRunning(rootList[0].PID, rootList[0].StartTime) {
+	if !procstat.Running(rootList[0].PID, rootList[0].StartTime) {
 		t.Errorf("root's instance was stopped through the user's forged record")
 	}
 	s.Run(h.Root, "instance", "stop", "rootinst").OK(t)

@@ -21,6 +21,7 @@ import (
 	"github.com/kerr-hpc/kerr/errdefs"
 	"github.com/kerr-hpc/kerr/frontend/launch"
 	"github.com/kerr-hpc/kerr/rpc/native"
+	"github.com/kerr-hpc/kerr/rpc/procstat"
 )
 
 // This file is `kerr instance start|list|stop`: containers that run in the background,
@@ -92,7 +93,7 @@ func liveInstance(dir, name string) (*native.Instance, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	alive := native.ProcRunning(rec.PID, rec.StartTime) && rec.UID == os.Getuid() && procUID(rec.PID) == os.Getuid()
+	alive := procstat.Running(rec.PID, rec.StartTime) && rec.UID == os.Getuid() && procUID(rec.PID) == os.Getuid()
 	return rec, alive, nil
 }
 
@@ -152,7 +153,7 @@ func instanceStart(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	start, err := native.ProcStartTime(pid)
+	start, err := procstat.StartTime(pid)
 	if err != nil {
 		return fmt.Errorf("instance %s: its process %d: %w", cfg.Instance, pid, err)
 	}
@@ -376,7 +377,7 @@ func instanceStop(c *cli.Context) error {
 // startscript, and ends at the next once that is gone), then kills it after timeout. Its
 // end takes every process of the instance with it (the pid namespace's init).
 func stopProcess(rec *native.Instance, timeout time.Duration) error {
-	alive := func() bool { return native.ProcRunning(rec.PID, rec.StartTime) }
+	alive := func() bool { return procstat.Running(rec.PID, rec.StartTime) }
 	deadline := time.Now().Add(timeout)
 	for alive() {
 		sig := syscall.SIGTERM

@@ -21,6 +21,7 @@ import (
 	"github.com/kerr-hpc/kerr/policy"
 	"github.com/kerr-hpc/kerr/rpc/envelope"
 	rpcnative "github.com/kerr-hpc/kerr/rpc/native"
+	"github.com/kerr-hpc/kerr/rpc/procstat"
 	"github.com/kerr-hpc/kerr/starter/oci/seccomp"
 )
 
@@ -242,7 +243,7 @@ func (b *planBuilder) join(e Engine, c Caller, name string) error {
 	if rec.UID != int(c.UID) {
 		return fmt.Errorf("instance %s is not yours: %w", name, errdefs.ErrDenied)
 	}
-	if st, err := rpcnative.ProcStartTime(rec.PID); err != nil || st != rec.StartTime {
+	if st, err := procstat.StartTime(rec.PID); err != nil || st != rec.StartTime {
 		return fmt.Errorf("instance %s is not running (its process %d has ended): %w", name, rec.PID, errdefs.ErrNotFound)
 	}
 	req := b.req

@@ -17,6 +17,7 @@ import (
 	"github.com/kerr-hpc/kerr/rpc/envelope"
 	"github.com/kerr-hpc/kerr/rpc/nsplan"
 	ocicfg "github.com/kerr-hpc/kerr/rpc/oci"
+	"github.com/kerr-hpc/kerr/rpc/procstat"
 	"github.com/kerr-hpc/kerr/starter/oci/cgroups"
 )
 
@@ -170,7 +171,7 @@ func (e Engine) createProcess(d *dir, state *State, spec *specs.Spec, cfg *ocicf
 		fifo:      fifo,
 		onConsole: onConsole,
 		onPid: func(pid int) error {
-			start, err := procStartTime(pid)
+			start, err := procstat.StartTime(pid)
 			if err != nil {
 				return fmt.Errorf("container process %d: %w", pid, err)
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/kerr-hpc/kerr/errdefs"
 	"github.com/kerr-hpc/kerr/rpc/nsplan"
 	ocicfg "github.com/kerr-hpc/kerr/rpc/oci"
+	"github.com/kerr-hpc/kerr/rpc/procstat"
 )
 
 // codedError carries an error's text and exit code across a process boundary.
@@ -130,7 +131,7 @@ func (e Engine) monitorSetup(m *monitored, cfg *ocicfg.Config) error {
 		return err
 	}
 	state.MonitorPid = os.Getpid()
-	if state.MonitorStartTime, err = procStartTime(state.MonitorPid); err != nil {
+	if state.MonitorStartTime, err = procstat.StartTime(state.MonitorPid); err != nil {
 		return err
 	}
 	state.ControlSocket = m.d.file(controlSock)

@@ -7,8 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/kerr-hpc/kerr/errdefs"
 	"github.com/kerr-hpc/kerr/rpc/envelope"
+	"github.com/kerr-hpc/kerr/rpc/procstat"
 )
 
 // Files in a container's state directory, ROOT/ID.
@@ -281,34 +280,5 @@ func (d *dir) remove() error {
 	return nil
 }
 
-// procStartTime reads field 22 of /proc/PID/stat: the start time in clock ticks.
-func procStartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may hold spaces and parentheses: fields count from the
-	// last ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); field 22 is f[19].
-	if len(f) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	if f[0] == "Z" || f[0] == "X" {
-		return 0, unix.ESRCH
-	}
-	return strconv.ParseUint(f[19], 10, 64)
-}
-
 // alive reports whether pid is still the process that started at start.
-func alive(pid int, start uint64) bool {
-	if pid <= 0 {
-		return false
-	}
-	st, err := procStartTime(pid)
-	return err == nil && st == start
-}
+func alive(pid int, start uint64) bool { return procstat.Running(pid, start) }
