@@ -499,11 +499,11 @@ func loopsGone(file string, limit time.Duration) (float64, error) {
 // (with everything it waited for) spent.
 type cpuSample struct{ busy, own float64 }
 
-func startCPU() cpuSample { return cpuSample{busy: busyCPU(), own: ownCPU()} }
+func startCPU() cpuSample { return cpuSample{busy: harness.BusyCPU(), own: ownCPU()} }
 
 // since is the machine's busy CPU seconds and the benchmark's own since s.
 func (s cpuSample) since() (busy, own float64) {
-	return busyCPU() - s.busy, ownCPU() - s.own
+	return harness.BusyCPU() - s.busy, ownCPU() - s.own
 }
 
 // othersAcc adds up what processes other than the benchmark and its commands used while
@@ -523,30 +523,6 @@ func (a *othersAcc) share() float64 {
 		return 0
 	}
 	return a.others / (a.wall * float64(runtime.NumCPU()))
-}
-
-func busyCPU() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	return parseBusy(string(b))
-}
-
-// parseBusy sums the busy fields of /proc/stat's first line, in seconds: all but idle and
-// iowait (guest time is already in user).
-func parseBusy(stat string) float64 {
-	line, _, _ := strings.Cut(stat, "\n")
-	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
-	var ticks int64
-	for i, v := range f[min(len(f), 1):min(len(f), 9)] {
-		if i == 3 || i == 4 {
-			continue
-		}
-		n, _ := strconv.ParseInt(v, 10, 64)
-		ticks += n
-	}
-	return float64(ticks) / 100 // USER_HZ
 }
 
 // ownCPU is the CPU time of this process and of every process it waited for.

@@ -82,15 +82,6 @@ func TestParseStatus(t *testing.T) {
 	}
 }
 
-func TestParseBusy(t *testing.T) {
-	if got, want := parseBusy("cpu  100 20 30 5000 400 5 6 7 50 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"), 1.68; got != want {
-		t.Errorf("parseBusy = %v, want %v", got, want)
-	}
-	if got := parseBusy(""); got != 0 {
-		t.Errorf("parseBusy(\"\") = %v", got)
-	}
-}
-
 func TestSummarize(t *testing.T) {
 	r := &report{Concurrency: 4, Variants: []variantInfo{{Key: "kerr-root", Name: "kerr exec, root-owned SIF"}}}
 	r.seq("kerr-root").Runs = []float64{100, 120, 110}

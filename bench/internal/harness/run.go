@@ -78,11 +78,11 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	cmd.Stdin = c.Stdin
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	busy0 := busyCPU()
+	busy0 := BusyCPU()
 	start := time.Now()
 	err := cmd.Run()
 	r := Result{Wall: time.Since(start).Seconds()}
-	r.Busy = busyCPU() - busy0
+	r.Busy = BusyCPU() - busy0
 	if ps := cmd.ProcessState; ps != nil {
 		r.CPU = (ps.UserTime() + ps.SystemTime()).Seconds()
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
@@ -119,8 +119,8 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// busyCPU returns the CPU seconds the machine has spent on anything but idle and iowait.
-func busyCPU() float64 {
+// BusyCPU returns the CPU seconds the machine has spent on anything but idle and iowait.
+func BusyCPU() float64 {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0
