@@ -310,25 +310,26 @@ func cleanupFailedCreate(d *dir, state *State) {
 	if state.Pid > 0 && alive(state.Pid, state.StartTime) {
 		killAndReap(state.Pid)
 	}
-	removeCgroup(state)
+	if state.CgroupPending {
+		removePendingCgroup(state)
+	} else if m, err := loadCgroup(state); err == nil {
+		_ = m.Signal(unix.SIGKILL)
+		_ = m.Destroy()
+	}
 	_ = d.remove()
 }
 
-// removeCgroup kills what is left in the container's cgroup and removes it, or, while the
-// cgroup may be another container's (CgroupPending), removes it only if it is empty.
-func removeCgroup(s *State) {
-	m, err := loadCgroup(s)
+// removePendingCgroup removes the cgroup at the path of a container whose create died
+// before the cgroup was its own (CgroupPending), but only if it is empty: it may be
+// another container's. Apply may have made it before it was killed.
+func removePendingCgroup(s *State) {
+	m, err := cgroups.Load(s.CgroupDriver, s.CgroupPath)
 	if err != nil {
 		return
 	}
-	if s.CgroupPending {
-		if pids, err := m.Pids(); err != nil || len(pids) > 0 {
-			return
-		}
-	} else {
-		_ = m.Signal(unix.SIGKILL)
+	if pids, err := m.Pids(); err == nil && len(pids) == 0 {
+		_ = m.Destroy()
 	}
-	_ = m.Destroy()
 }
 
 // startMonitor starts the monitor, which creates the container and stays as its parent; it

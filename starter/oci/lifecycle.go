@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"sort"
@@ -189,10 +190,15 @@ func sendStart(d *dir, s *State) error {
 }
 
 // loadCgroup opens the existing cgroup of a container through the driver it was created
-// with (recorded in its state).
+// with (recorded in its state). A container whose create has not made the cgroup its own
+// (CgroupPending) has none, wrapping fs.ErrNotExist: the cgroup at its path may be another
+// container's, which no command of this one may signal, freeze, join or change.
 func loadCgroup(s *State) (*cgroups.Manager, error) {
 	if err := cgroups.CheckDriver(s.CgroupDriver); err != nil {
 		return nil, err
+	}
+	if s.CgroupPending {
+		return nil, fmt.Errorf("cgroups: %s is not the container's yet: %w", s.CgroupPath, fs.ErrNotExist)
 	}
 	return cgroups.Load(s.CgroupDriver, s.CgroupPath)
 }
@@ -330,7 +336,7 @@ func (e Engine) delete(id string, cfg *ocicfg.Config) error {
 		runHooksWarn("poststop", spec.Hooks.Poststop, hookState(s, StatusStopped, 0))
 	}
 	if s.CgroupPending {
-		removeCgroup(s) // only if empty: it may be another container's
+		removePendingCgroup(s)
 	} else if m, err := loadCgroup(s); err == nil {
 		if err := m.Destroy(); err != nil {
 			return fmt.Errorf("delete %q: %w", id, err)
@@ -343,11 +349,6 @@ func (e Engine) delete(id string, cfg *ocicfg.Config) error {
 // they are gone.
 func killAll(s *State) error {
 	m, merr := loadCgroup(s)
-	if s.CgroupPending {
-		// A create that died before it had the cgroup: kill its process only (another
-		// container may be using that cgroupsPath).
-		m, merr = nil, errors.New("the cgroup is not the container's yet")
-	}
 	if merr == nil {
 		// A stopped container's cgroup is usually empty: then there is nothing to freeze
 		// and kill, which costs a delete more than anything else it does.
